@@ -1,0 +1,392 @@
+"""Prompt variants: pure functions from a multiple-choice question to a rendered prompt.
+
+A variant is a `VariantSpec` (one value per prompt axis) named by "+"-joined modifiers, e.g.
+"numbers+paren+rotate:1+shots:3+chat". "default" is the plain MMLU-style lettered prompt::
+
+    {question}
+    A. {choice 0}
+    B. {choice 1}
+    Answer:                       <- the cue; letter continuations are " A", " B", ...
+
+Rules (other stages rely on them):
+
+* Letter scoring: the continuation is " " + symbol after the cue ("Answer:" + " A"). Styles that open
+  the symbol with a bracket ("wrap" "(A) x", "bracket" "[A] x") move that bracket into the cue: the cue is
+  "Answer: (" and the continuations are "A", "B", ... So prompt + continuation always reads as the answer
+  would be written, and each continuation starts with its own symbol.
+* Option scoring: the cue is the plain cue and the continuations are " " + choice text. "option" (cloze)
+  does not list the options (symbols and style then have no effect); "option_listed" lists them.
+* Order: "identity"; "rotate:K" moves every option K places down, cyclically (displayed j shows original
+  (j - K) % n); "shuffle:SEED" sorts options by sha256(SEED, question id, index), stable across runs and
+  Python versions. `Prompt.order[displayed] = original`; `Prompt.answer` is the gold displayed index.
+* Few-shot: each shot is rendered with the same spec (its order from its own id) and answered with
+  cue + its gold continuation. The preamble appears once, at the top of the first user block (the first
+  shot's when there are shots).
+* System message: the system role in chat; in raw text it is prefixed, followed by a blank line.
+* Canonical names list the modifiers that differ from the default, in field order (symbols, style,
+  order, cue, preamble, system, chat, shots, scoring); system keys get the prefix "sys_". `parse`
+  accepts any order; a modifier that contradicts an earlier one is an error.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from eval.records import MCRecord
+
+SYMBOL_SETS: dict[str, tuple[str, ...]] = {
+    "letters": tuple("ABCDEFGHIJKLMNOPQRSTUVWXYZ"),
+    "numbers": tuple("123456789"),  # stops at 9: " 10" could share its first token with " 1"
+    "lower": tuple("abcdefghijklmnopqrstuvwxyz"),
+    "roman": ("i", "ii", "iii", "iv", "v", "vi", "vii", "viii", "ix", "x"),
+    "late": tuple("PQRSTUVWXYZ"),  # letters without the A-D prior
+}
+SYMBOL_NOUNS: dict[str, str] = {
+    "letters": "letter", "lower": "letter", "late": "letter", "numbers": "number", "roman": "numeral",
+}
+
+
+@dataclass(frozen=True)
+class OptionStyle:
+    """How one option line looks: `line` formats {sym} and {text}; `opener` is a bracket before the symbol."""
+
+    line: str
+    opener: str = ""
+
+
+STYLES: dict[str, OptionStyle] = {
+    "dot": OptionStyle("{sym}. {text}"),
+    "paren": OptionStyle("{sym}) {text}"),
+    "colon": OptionStyle("{sym}: {text}"),
+    "wrap": OptionStyle("({sym}) {text}", "("),
+    "bracket": OptionStyle("[{sym}] {text}", "["),
+    "dash": OptionStyle("- {sym}. {text}"),
+    "bullet": OptionStyle("\u2022 {sym}. {text}"),
+    "bare": OptionStyle("{sym} {text}"),
+}
+CUES: dict[str, str] = {
+    "answer": "Answer:",
+    "the_answer_is": "The answer is",
+    "correct": "The correct answer is",
+}
+# {reply}: "the letter of the correct answer" (noun from SYMBOL_NOUNS) or "the correct answer" (option
+# scoring); {about}: " about <subject>" when the question has a subject.
+PREAMBLES: dict[str, str] = {
+    "none": "",
+    "praise": "You are a brilliant expert with deep knowledge of every subject.",
+    "encourage": "Take a deep breath. This is very important to my career, so please get it right.",
+    "instruction": "The following is a multiple choice question. Reply with {reply}.",
+    "header": "The following are multiple choice questions (with answers){about}.",
+}
+SYSTEMS: dict[str, str | None] = {
+    "none": None,
+    "assistant": "You are a helpful assistant.",
+    "expert": "You are an expert in every academic field. You answer multiple choice questions accurately.",
+    "honest": "You are an honest assistant. You say what you believe is true.",
+}
+SCORINGS = ("letter", "option", "option_listed")
+
+
+def _opt(default: Any, text: str) -> Any:
+    return field(default=default, metadata={"help": text})
+
+
+@dataclass(frozen=True)
+class VariantSpec:
+    """Every axis of a prompt; the default is the plain MMLU-style lettered prompt."""
+
+    symbols: str = _opt("letters", "answer symbols, a key of SYMBOL_SETS")
+    style: str = _opt("dot", "how an option line looks, a key of STYLES")
+    order: str = _opt("identity", "option order: identity, rotate:K or shuffle:SEED")
+    cue: str = _opt("answer", "text before the answer, a key of CUES")
+    preamble: str = _opt("none", "text at the top of the first user block, a key of PREAMBLES")
+    system: str = _opt("none", "system message, a key of SYSTEMS")
+    chat: bool = _opt(False, "use the model's chat template")
+    shots: int = _opt(0, "number of few-shot examples")
+    scoring: str = _opt("letter", "letter, option (cloze) or option_listed")
+
+    def __post_init__(self) -> None:
+        tables: dict[str, Any] = {
+            "symbols": SYMBOL_SETS, "style": STYLES, "cue": CUES, "preamble": PREAMBLES,
+            "system": SYSTEMS, "scoring": SCORINGS,
+        }
+        for name, table in tables.items():
+            value = getattr(self, name)
+            if value not in table:
+                raise ValueError(f"VariantSpec.{name}={value!r} is unknown; known: {', '.join(table)}")
+        if not isinstance(self.chat, bool):
+            raise TypeError(f"VariantSpec.chat={self.chat!r} must be a bool")
+        if isinstance(self.shots, bool) or not isinstance(self.shots, int):
+            raise TypeError(f"VariantSpec.shots={self.shots!r} must be an int")
+        if self.shots < 0:
+            raise ValueError(f"VariantSpec.shots={self.shots} must be >= 0")
+        _parse_order(self.order)
+
+    def name(self) -> str:
+        """Canonical name: "+"-joined modifiers that differ from the default; "default" if none."""
+        default = VariantSpec()
+        tokens = []
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if value == getattr(default, f.name):
+                continue
+            if f.name == "system":
+                tokens.append("sys_" + value)
+            elif f.name == "chat":
+                tokens.append("chat")
+            elif f.name == "shots":
+                tokens.append(f"shots:{value}")
+            else:
+                tokens.append(value)
+        return "+".join(tokens) or "default"
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """One rendered question; see the module docstring for the layout rules."""
+
+    question_id: str
+    variant: str
+    system: str | None
+    shots: tuple[tuple[str, str], ...]
+    user: str
+    cue: str
+    chat: bool
+    scoring: str
+    continuations: tuple[str, ...]
+    answer: int
+    order: tuple[int, ...]
+
+
+def _int_arg(arg: str, what: str) -> int:
+    if not (arg.isascii() and arg.isdigit()) or str(int(arg)) != arg:
+        raise ValueError(f"{what} needs a non-negative integer without leading zeros, got {arg!r}")
+    return int(arg)
+
+
+def _parse_order(order: str) -> tuple[str, int]:
+    kind, sep, arg = order.partition(":")
+    if order == "identity":
+        return kind, 0
+    if sep and kind in ("rotate", "shuffle"):
+        value = _int_arg(arg, f"VariantSpec.order={order!r}")
+        if kind == "shuffle" or value >= 1:
+            return kind, value
+    raise ValueError(
+        f"VariantSpec.order={order!r}: expected 'identity', 'rotate:K' (K >= 1) or 'shuffle:SEED'"
+    )
+
+
+def display_order(order: str, question_id: str, n: int) -> tuple[int, ...]:
+    """Displayed position -> original choice index for `n` options of question `question_id`."""
+    kind, k = _parse_order(order)
+    if kind == "rotate":
+        return tuple((j - k) % n for j in range(n))
+    if kind == "shuffle":
+        def key(i: int) -> bytes:
+            return hashlib.sha256(f"{k}\0{question_id}\0{i}".encode()).digest()
+        return tuple(sorted(range(n), key=key))
+    return tuple(range(n))
+
+
+def answer_symbols(spec: VariantSpec, n: int) -> tuple[str, ...]:
+    """The display symbols for `n` options; ValueError if the symbol set is too short."""
+    symbols = SYMBOL_SETS[spec.symbols]
+    if n > len(symbols):
+        raise ValueError(
+            f"symbol set {spec.symbols!r} has {len(symbols)} symbols, a question with {n} options needs more"
+        )
+    return symbols[:n]
+
+
+def _cue(spec: VariantSpec) -> str:
+    opener = STYLES[spec.style].opener
+    return f"{CUES[spec.cue]} {opener}" if spec.scoring == "letter" and opener else CUES[spec.cue]
+
+
+def _preamble(spec: VariantSpec, record: MCRecord) -> str:
+    noun = SYMBOL_NOUNS.get(spec.symbols, "label")
+    reply = f"the {noun} of the correct answer" if spec.scoring == "letter" else "the correct answer"
+    about = f" about {record.subject.replace('_', ' ')}" if record.subject else ""
+    return PREAMBLES[spec.preamble].format(reply=reply, about=about)
+
+
+def _question(spec: VariantSpec, record: MCRecord) -> tuple[str, tuple[str, ...], int, tuple[int, ...]]:
+    """(question block, continuations, gold displayed index, order) for one record, no preamble."""
+    order = display_order(spec.order, record.id, len(record.choices))
+    shown = [record.choices[i] for i in order]
+    lines = [record.question]
+    symbols: tuple[str, ...] = ()
+    if spec.scoring != "option":
+        try:
+            symbols = answer_symbols(spec, len(shown))
+        except ValueError as e:
+            raise ValueError(f"question {record.source or record.id}: {e}") from None
+        style = STYLES[spec.style]
+        lines += [style.line.format(sym=s, text=t) for s, t in zip(symbols, shown)]
+    if spec.scoring == "letter":
+        prefix = "" if STYLES[spec.style].opener else " "
+        continuations = tuple(prefix + s for s in symbols)
+    else:
+        continuations = tuple(" " + t for t in shown)
+    return "\n".join(lines), continuations, order.index(record.answer), order
+
+
+def render(spec: VariantSpec, record: MCRecord, shots: Sequence[MCRecord] = ()) -> Prompt:
+    """Render `record` (and its few-shot examples, drawn by the caller) under `spec`."""
+    if len(shots) != spec.shots:
+        raise ValueError(f"variant {spec.name()} needs {spec.shots} few-shot examples, got {len(shots)}")
+    cue = _cue(spec)
+    shot_blocks: list[tuple[str, str]] = []
+    for shot in shots:
+        if shot.id == record.id:
+            raise ValueError(f"few-shot example {shot.id!r} is the question itself")
+        block, conts, gold, _ = _question(spec, shot)
+        shot_blocks.append((block, cue + conts[gold]))
+    user, continuations, answer, order = _question(spec, record)
+    preamble = _preamble(spec, record)
+    if preamble and shot_blocks:
+        shot_blocks[0] = (f"{preamble}\n\n{shot_blocks[0][0]}", shot_blocks[0][1])
+    elif preamble:
+        user = f"{preamble}\n\n{user}"
+    return Prompt(
+        question_id=record.id, variant=spec.name(), system=SYSTEMS[spec.system], shots=tuple(shot_blocks),
+        user=user, cue=cue, chat=spec.chat, scoring=spec.scoring, continuations=continuations,
+        answer=answer, order=order,
+    )
+
+
+def to_messages(prompt: Prompt) -> list[dict[str, str]]:
+    """Chat messages: [system?] + (user shot, assistant answer)* + [user question]; no cue."""
+    messages = [{"role": "system", "content": prompt.system}] if prompt.system else []
+    for user, answer in prompt.shots:
+        messages += [{"role": "user", "content": user}, {"role": "assistant", "content": answer}]
+    messages.append({"role": "user", "content": prompt.user})
+    return messages
+
+
+def to_text(prompt: Prompt, chat_template: Callable[[list[dict[str, str]]], str] | None = None) -> str:
+    """The full text scored before each continuation.
+
+    Raw: [system + "\\n\\n"] + (shot_user + "\\n" + shot_answer + "\\n\\n")* + user + "\\n" + cue.
+    Chat: chat_template(to_messages(prompt)) + cue; the template must add the generation prompt.
+    """
+    if prompt.chat:
+        if chat_template is None:
+            raise ValueError(f"variant {prompt.variant} needs a chat template; the model has none")
+        return chat_template(to_messages(prompt)) + prompt.cue
+    parts = [prompt.system + "\n\n"] if prompt.system else []
+    parts += [f"{user}\n{answer}\n\n" for user, answer in prompt.shots]
+    parts.append(f"{prompt.user}\n{prompt.cue}")
+    return "".join(parts)
+
+
+# ---- modifier registry and names ----
+
+MODIFIERS: dict[str, Callable[[VariantSpec], VariantSpec]] = {}
+PARAM_MODIFIERS: dict[str, Callable[[VariantSpec, str], VariantSpec]] = {}  # used as "name:ARG"
+_RESERVED = ("default", "all")
+
+
+def register_modifier(name: str, fn: Callable[..., VariantSpec], *, takes_arg: bool = False) -> None:
+    """Register a modifier `name` (spec -> spec), or with takes_arg `name:ARG` ((spec, ARG) -> spec)."""
+    if not name or name in _RESERVED or any(c in name for c in "+:, \t\n"):
+        raise ValueError(f"bad modifier name {name!r}: no '+', ':', ',' or spaces; not {_RESERVED}")
+    if name in MODIFIERS or name in PARAM_MODIFIERS:
+        raise ValueError(f"modifier {name!r} is already registered")
+    (PARAM_MODIFIERS if takes_arg else MODIFIERS)[name] = fn
+
+
+def _setter(field_name: str, value: Any) -> Callable[[VariantSpec], VariantSpec]:
+    return lambda spec: dataclasses.replace(spec, **{field_name: value})
+
+
+def _register_builtins() -> None:
+    for table, field_name, prefix in (
+        (SYMBOL_SETS, "symbols", ""), (STYLES, "style", ""), (CUES, "cue", ""),
+        (PREAMBLES, "preamble", ""), (SYSTEMS, "system", "sys_"),
+    ):
+        for key in table:
+            if not (field_name == "preamble" and key == "none"):
+                register_modifier(prefix + key, _setter(field_name, key))
+    register_modifier("chat", _setter("chat", True))
+    register_modifier("option", _setter("scoring", "option"))
+    register_modifier("option_listed", _setter("scoring", "option_listed"))
+    register_modifier(
+        "rotate", lambda spec, arg: dataclasses.replace(spec, order=f"rotate:{arg}"), takes_arg=True
+    )
+    register_modifier(
+        "shuffle", lambda spec, arg: dataclasses.replace(spec, order=f"shuffle:{arg}"), takes_arg=True
+    )
+    register_modifier(
+        "shots", lambda spec, arg: dataclasses.replace(spec, shots=_int_arg(arg, "shots")), takes_arg=True
+    )
+
+
+_register_builtins()
+
+
+def known_modifiers() -> list[str]:
+    """Every modifier a name may use; parametrised ones as "name:N"."""
+    return sorted(MODIFIERS) + [f"{name}:N" for name in sorted(PARAM_MODIFIERS)]
+
+
+def parse(name: str) -> VariantSpec:
+    """The spec for a variant name ("default" or "+"-joined modifiers, any order)."""
+    if name.strip() == "default":
+        return VariantSpec()
+    spec, set_by = VariantSpec(), {}
+    for token in name.strip().split("+"):
+        head, sep, arg = token.partition(":")
+        try:
+            if sep and head in PARAM_MODIFIERS:
+                new = PARAM_MODIFIERS[head](spec, arg)
+            elif not sep and token in MODIFIERS:
+                new = MODIFIERS[token](spec)
+            else:
+                raise ValueError(f"unknown modifier {token!r}; known: {', '.join(known_modifiers())}")
+        except ValueError as e:
+            raise ValueError(f"variant {name!r}: {e}") from None
+        for f in dataclasses.fields(spec):
+            if getattr(new, f.name) != getattr(spec, f.name):
+                if f.name in set_by:
+                    raise ValueError(f"variant {name!r}: {token!r} conflicts with {set_by[f.name]!r}")
+                set_by[f.name] = token
+        spec = new
+    return spec
+
+
+_BUILTINS = (
+    "default",
+    "numbers", "lower", "roman", "late",
+    "paren", "colon", "wrap", "bracket", "dash", "bullet", "bare",
+    "rotate:1", "rotate:2", "rotate:3", "shuffle:0", "shuffle:1",
+    "the_answer_is", "correct",
+    "praise", "encourage", "instruction", "header",
+    "sys_assistant", "sys_expert", "sys_honest",
+    "chat", "sys_assistant+chat", "sys_expert+chat", "instruction+chat",
+    "shots:1", "shots:3", "shots:5", "chat+shots:3",
+    "option", "option_listed",
+    "numbers+paren",
+)
+
+
+def builtin_variants() -> list[str]:
+    """The curated canonical variant names, "default" first; every axis is covered."""
+    return list(_BUILTINS)
+
+
+def variant_set(arg: str) -> list[str]:
+    """Canonical names from "all" (the builtins) or a comma list; "all" may be an item; duplicates dropped."""
+    out: list[str] = []
+    for item in (s.strip() for s in arg.split(",")):
+        if not item:
+            raise ValueError(f"variant list {arg!r} has an empty entry")
+        for name in builtin_variants() if item == "all" else [parse(item).name()]:
+            if name not in out:
+                out.append(name)
+    return out

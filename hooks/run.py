@@ -1,0 +1,224 @@
+"""The capture runner: task -> prompt variants -> hooked runs -> one HDF5 store.
+
+`capture(cfg, path)` plans every row first (rendering and tokenizing is cheap), sorts rows by length so batches
+waste little padding, then runs blocks of rows and writes each block as it finishes. Rerunning with the same
+config resumes an interrupted file; a finished file with the same config hash is reused as is.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from eval import tasks, variants
+from eval.provenance import config_hash, stamp, to_jsonable
+from eval.records import MCRecord
+from hooks import capture as cap
+from hooks.models import LoadedModel, load_model
+from hooks.store import StoreWriter
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CaptureConfig:
+    """One capture run: which model, task, split and prompt variants, and what to keep."""
+
+    model: str = field(default="smollm2-135m-instruct", metadata={"help": "embedded name, HF id or local dir"})
+    task: str = field(default="capitals", metadata={"help": "task name (see `cli.py tasks`)"})
+    split: str = field(default="test", metadata={"help": "task split to run on"})
+    data_dir: str | None = field(default=None, metadata={"help": "local benchmark data ($GAPLENS_DATA_DIR)"})
+    n: int | None = field(default=None, metadata={"help": "number of questions (seeded subsample); all if unset"})
+    variants: tuple[str, ...] = field(default=("default", "option"), metadata={"help": "prompt variants"})
+    layers: tuple[int, ...] | None = field(default=None, metadata={"help": "resid layers to keep (default all)"})
+    seed: int = field(default=0, metadata={"help": "seed for subsampling, few-shot draws and random-init"})
+    random_init: bool = field(default=False, metadata={"help": "re-initialise the weights (control model)"})
+    batch_size: int = field(default=16, metadata={"help": "rows per forward pass (upper bound)"})
+    max_batch_tokens: int = field(default=4096, metadata={"help": "padded tokens per forward pass (upper bound)"})
+    resid: bool = field(default=True, metadata={"help": "store residual streams (False: scores only)"})
+    dtype: str = field(default="float32", metadata={"help": "model dtype: float32 or bfloat16"})
+
+
+@dataclass(frozen=True)
+class Row:
+    """One planned row: a tokenized sequence and what it is."""
+
+    question_id: str
+    variant: str
+    option_index: int  # -1 lettered; else displayed option position
+    label: int
+    answer_original: int
+    order: tuple[int, ...]
+    ids: tuple[int, ...]
+    choice_ids: tuple[int, ...]  # lettered rows: first token of each choice symbol
+    n_cont: int  # option rows: continuation token count
+    n_chars: int
+
+
+def _shots(pool: Sequence[MCRecord], record: MCRecord, k: int, seed: int) -> list[MCRecord]:
+    if k == 0:
+        return []
+    cands = [r for r in pool if r.id != record.id and len(r.choices) == len(record.choices)] or [
+        r for r in pool if r.id != record.id
+    ]
+    if len(cands) < k:
+        raise ValueError(f"few-shot needs {k} examples but the few-shot pool has {len(cands)}")
+    h = int(hashlib.sha256(f"{seed}:{record.id}".encode()).hexdigest()[:8], 16)
+    rng = np.random.default_rng(h)
+    return [cands[i] for i in rng.choice(len(cands), size=k, replace=False)]
+
+
+def plan_rows(
+    model: LoadedModel, records: Sequence[MCRecord], variant_names: Sequence[str], pool: Sequence[MCRecord], seed: int
+) -> list[Row]:
+    """Render and tokenize every (question, variant[, option]) row."""
+    tok = model.tokenizer
+    template = model.chat_template()
+    rows: list[Row] = []
+    for vname in variant_names:
+        spec = variants.parse(vname)
+        if spec.chat and template is None:
+            raise ValueError(f"variant '{vname}' needs a chat template and model '{model.name}' has none")
+        for rec in records:
+            prompt = variants.render(spec, rec, _shots(pool, rec, spec.shots, seed))
+            text = variants.to_text(prompt, template)
+            prefix = tok(text, add_special_tokens=not spec.chat).input_ids
+            gold_orig = prompt.order[prompt.answer]
+            if prompt.scoring == "letter":
+                ids = cap.choice_token_ids(model, prefix, text, prompt.continuations)
+                if len(set(ids)) != len(ids):
+                    raise ValueError(
+                        f"variant '{vname}': the answer symbols {prompt.continuations} do not start with distinct "
+                        f"tokens for this tokenizer (question {rec.id}); choose another symbol set"
+                    )
+                rows.append(Row(rec.id, vname, -1, prompt.answer, gold_orig, prompt.order, tuple(prefix),
+                                tuple(ids), 0, 0))
+            else:
+                for j, cont in enumerate(prompt.continuations):
+                    cids = cap.continuation_ids(model, prefix, text, cont)
+                    rows.append(Row(rec.id, vname, j, int(j == prompt.answer), gold_orig, prompt.order,
+                                    tuple(prefix) + tuple(cids), (), len(cids), len(cont.strip())))
+    return rows
+
+
+def _blocks(rows: Sequence[Row], batch_size: int, max_batch_tokens: int) -> list[tuple[int, int]]:
+    """Contiguous (start, stop) batches of length-sorted rows within the row and token budgets."""
+    out, start = [], 0
+    while start < len(rows):
+        stop = start + 1
+        while stop < len(rows) and stop - start < batch_size and (stop + 1 - start) * len(rows[stop].ids) <= max_batch_tokens:
+            stop += 1
+        out.append((start, stop))
+        start = stop
+    return out
+
+
+def capture(cfg: CaptureConfig, path: Path, *, model: LoadedModel | None = None) -> Path:
+    """Run the capture described by `cfg` into the HDF5 file `path` (resuming or reusing what exists)."""
+    path = Path(path)
+    chash = config_hash(cfg)
+    if path.exists():
+        from hooks.store import Store
+
+        with Store(path) as existing:
+            if existing.file.attrs.get("config_hash") == chash:
+                log.info("reusing finished capture %s", path)
+                return path
+        raise FileExistsError(f"{path} exists from a different capture config; choose another --out")
+    spec = tasks.TaskSpec(cfg.task, cfg.split, cfg.data_dir)
+    records = tasks.load_task(spec, n=cfg.n, seed=cfg.seed)
+    names = variants.variant_set(",".join(cfg.variants))
+    needs_shots = any(variants.parse(v).shots for v in names)
+    pool = tasks.few_shot_pool(spec) if needs_shots else []
+    if model is None:
+        model = load_model(cfg.model, random_init=cfg.random_init, seed=cfg.seed,
+                           dtype=getattr(torch, cfg.dtype))
+    layers = list(cfg.layers) if cfg.layers is not None else list(range(model.n_layers + 1))
+    cap.resid_hook_names(model.n_layers, layers)  # validates --layers before anything is written
+    rows = sorted(plan_rows(model, records, names, pool, cfg.seed), key=lambda r: len(r.ids))
+    batches = _blocks(rows, cfg.batch_size, cfg.max_batch_tokens)
+    max_c = max(len(r.order) for r in rows)
+    order = np.full((len(rows), max_c), -1, dtype=np.int64)
+    for i, r in enumerate(rows):
+        order[i, : len(r.order)] = r.order
+    table = {
+        "question_id": np.array([r.question_id for r in rows], dtype=object),
+        "variant_id": np.array([r.variant for r in rows], dtype=object),
+        "option_index": np.array([r.option_index for r in rows], dtype=np.int64),
+        "label": np.array([r.label for r in rows], dtype=np.int64),
+        "answer_original": np.array([r.answer_original for r in rows], dtype=np.int64),
+        "n_choices": np.array([len(r.order) for r in rows], dtype=np.int64),
+        "n_tokens": np.array([len(r.ids) for r in rows], dtype=np.int64),
+        "subject": np.array([_subject(records, r.question_id) for r in rows], dtype=object),
+    }
+    prov = stamp(**model.provenance(), task=cfg.task, split=cfg.split, seed=cfg.seed, variants=names,
+                 n_questions=len(records))
+    # One block per batch keeps resume granular; block_rows must be fixed, so use uniform blocks of rows.
+    block_rows = max(1, cfg.batch_size)
+    writer = StoreWriter.open(
+        path, rows=table, order=order, n_layers_stored=len(layers), d_model=model.d_model, layers=layers,
+        config=to_jsonable(cfg), config_hash=chash, provenance=prov, block_rows=block_rows, resid=cfg.resid,
+    )
+    try:
+        todo = [b for b in range(writer.n_blocks) if not writer.done(b)]
+        bar = tqdm(total=len(rows), desc=f"capture {model.name}", unit="row", initial=len(rows) - sum(
+            writer.block_slice(b).stop - writer.block_slice(b).start for b in todo))
+        for b in todo:
+            sl = writer.block_slice(b)
+            writer.write_block(b, _run_block(model, rows[sl], layers, max_c, cfg))
+            bar.update(sl.stop - sl.start)
+        bar.close()
+        return writer.finish()
+    finally:
+        writer.close()
+
+
+def _subject(records: Sequence[MCRecord], qid: str, _cache: dict[int, dict[str, str]] = {}) -> str:  # noqa: B006
+    key = id(records)
+    if key not in _cache:
+        _cache.clear()
+        _cache[key] = {r.id: r.subject for r in records}
+    return _cache[key].get(qid, "")
+
+
+def _run_block(model: LoadedModel, rows: Sequence[Row], layers: list[int], max_c: int, cfg: CaptureConfig
+               ) -> dict[str, Any]:
+    n, n_l = len(rows), len(layers)
+    out = {
+        "resid": np.zeros((n, n_l, model.d_model), dtype=np.float16),
+        "answer_logits": np.full((n, max_c), np.nan, dtype=np.float32),
+        "lens_logits": np.full((n, n_l, max_c), np.nan, dtype=np.float32),
+        "option_logprob": np.full((n,), np.nan, dtype=np.float32),
+        "option_ntokens": np.array([r.n_cont for r in rows], dtype=np.int32),
+        "option_nchars": np.array([r.n_chars for r in rows], dtype=np.int32),
+    }
+    for start, stop in _blocks(rows, cfg.batch_size, cfg.max_batch_tokens):
+        part = rows[start:stop]
+        lettered = [i for i, r in enumerate(part) if r.option_index < 0]
+        choice = None
+        if lettered:
+            choice = torch.full((len(part), max_c), -1, dtype=torch.long)
+            for i in lettered:
+                choice[i, : len(part[i].choice_ids)] = torch.tensor(part[i].choice_ids)
+        res = cap.hooked_forward(model, [r.ids for r in part], layers=layers, choice_ids=choice,
+                                 n_cont=[r.n_cont for r in part] if not lettered or len(lettered) < len(part) else None)
+        out["resid"][start:stop] = cap.to_numpy(res.resid).astype(np.float16)
+        if choice is not None:
+            idx = torch.tensor(lettered)
+            out["answer_logits"][start + np.array(lettered)] = cap.to_numpy(res.last_logits[idx, 0])
+            lens = cap.logit_lens(model, res.resid[idx], choice[idx])
+            out["lens_logits"][start + np.array(lettered)] = cap.to_numpy(lens)
+        for i, r in enumerate(part):
+            if r.option_index >= 0:
+                out["option_logprob"][start + i] = float(res.logprob_sum[i])
+    if not cfg.resid:
+        del out["resid"]
+    return out

@@ -1,0 +1,259 @@
+"""Tests for eval.variants: pure prompt rendering, names, registry."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from eval import variants as V
+from eval.records import MCRecord
+from eval.variants import (
+    CUES,
+    PREAMBLES,
+    STYLES,
+    SYMBOL_SETS,
+    SYSTEMS,
+    VariantSpec,
+    answer_symbols,
+    builtin_variants,
+    parse,
+    register_modifier,
+    render,
+    to_messages,
+    to_text,
+    variant_set,
+)
+
+CHOICES = ("apple", "banana", "cherry", "date", "elderberry")
+
+
+def rec(qid: str = "q1", n: int = 4, answer: int = 1, subject: str = "") -> MCRecord:
+    return MCRecord(
+        id=qid, question=f"Question {qid}?", choices=tuple(f"{c} {qid}" for c in CHOICES[:n]),
+        answer=answer, subject=subject,
+    )
+
+
+def shots_for(spec: VariantSpec, n: int = 4) -> list[MCRecord]:
+    return [rec(f"s{i}", n=n, answer=i % n) for i in range(spec.shots)]
+
+
+def fake_template(messages: list[dict[str, str]]) -> str:
+    return "".join(f"<|{m['role']}|>{m['content']}<|end|>" for m in messages) + "<|assistant|>"
+
+
+def test_default_exact_text() -> None:
+    r = MCRecord(id="m1", question="What is 2 + 2?", choices=("3", "4", "5", "22"), answer=1)
+    p = render(VariantSpec(), r)
+    assert to_text(p) == "What is 2 + 2?\nA. 3\nB. 4\nC. 5\nD. 22\nAnswer:"
+    assert p.variant == "default"
+    assert p.continuations == (" A", " B", " C", " D")
+    assert p.answer == 1 and p.order == (0, 1, 2, 3)
+    assert p.system is None and p.shots == () and p.scoring == "letter" and not p.chat
+
+
+def test_wrap_moves_bracket_into_cue() -> None:
+    r = MCRecord(id="m1", question="What is 2 + 2?", choices=("3", "4", "5"), answer=1)
+    p = render(parse("wrap"), r)
+    assert to_text(p) == "What is 2 + 2?\n(A) 3\n(B) 4\n(C) 5\nAnswer: ("
+    assert p.continuations == ("A", "B", "C")
+    # option scoring keeps the plain cue even with a wrapping style
+    p = render(parse("wrap+option_listed"), r)
+    assert p.cue == "Answer:" and p.continuations == (" 3", " 4", " 5")
+
+
+def test_cloze_does_not_list_options() -> None:
+    r = MCRecord(id="m1", question="The sky is", choices=("blue", "green"), answer=0)
+    p = render(parse("option"), r)
+    assert to_text(p) == "The sky is\nAnswer:"
+    assert p.continuations == (" blue", " green")
+
+
+@pytest.mark.parametrize("name", builtin_variants())
+@pytest.mark.parametrize("n", [3, 4, 5])
+def test_every_builtin_renders(name: str, n: int) -> None:
+    spec = parse(name)
+    r = rec(n=n, answer=n - 1)
+    p = render(spec, r, shots_for(spec, n=5 - n + 2))
+    assert p.variant == name
+    assert len(p.continuations) == n == len(p.order)
+    assert len(set(p.continuations)) == n, "continuations must be distinct"
+    assert sorted(p.order) == list(range(n))
+    assert r.choices[p.order[p.answer]] == r.choices[r.answer]
+    assert len(p.shots) == spec.shots
+    text = to_text(p, fake_template)
+    assert text.endswith(p.cue) and r.question in text
+    if spec.scoring != "option":
+        for i in p.order:
+            assert r.choices[i] in p.user
+
+
+@pytest.mark.parametrize("name", builtin_variants())
+def test_parse_round_trip(name: str) -> None:
+    spec = parse(name)
+    assert spec.name() == name
+    assert parse(spec.name()) == spec
+
+
+def test_builtins_cover_every_axis() -> None:
+    names = builtin_variants()
+    assert names[0] == "default" and len(names) >= 24 and len(set(names)) == len(names)
+    specs = [parse(n) for n in names]
+    for table, field in (
+        (SYMBOL_SETS, "symbols"), (STYLES, "style"), (CUES, "cue"), (PREAMBLES, "preamble"), (SYSTEMS, "system")
+    ):
+        assert set(table) <= {getattr(s, field) for s in specs}, field
+    orders = {s.order for s in specs}
+    assert {"rotate:1", "rotate:2", "rotate:3"} <= orders and sum(o.startswith("shuffle:") for o in orders) >= 2
+    assert {1, 3, 5} <= {s.shots for s in specs}
+    assert {"letter", "option", "option_listed"} <= {s.scoring for s in specs}
+    assert any(s.chat for s in specs)
+
+
+def test_parse_any_order_and_params() -> None:
+    spec = parse("chat+shots:3+rotate:1+paren+numbers")
+    assert spec == VariantSpec(symbols="numbers", style="paren", order="rotate:1", shots=3, chat=True)
+    assert spec.name() == "numbers+paren+rotate:1+chat+shots:3"
+    assert parse("default") == VariantSpec() == parse("letters+dot")
+    assert VariantSpec().name() == "default"
+
+
+@pytest.mark.parametrize("bad", ["numbers+lower", "rotate:1+shuffle:2", "rotate:0", "rotate:01", "shots:x", ""])
+def test_parse_rejects_bad_names(bad: str) -> None:
+    with pytest.raises(ValueError, match="variant"):
+        parse(bad)
+
+
+def test_unknown_modifier_lists_known() -> None:
+    with pytest.raises(ValueError, match="numbrs") as err:
+        parse("numbrs+paren")
+    msg = str(err.value)
+    for known in ("numbers", "paren", "chat", "rotate:N", "shuffle:N", "shots:N", "sys_expert"):
+        assert known in msg
+
+
+def test_duplicate_registration_raises() -> None:
+    with pytest.raises(ValueError, match="already registered"):
+        register_modifier("numbers", lambda spec: spec)
+    with pytest.raises(ValueError, match="already registered"):
+        register_modifier("rotate", lambda spec: spec)
+    with pytest.raises(ValueError):
+        register_modifier("a+b", lambda spec: spec)
+
+
+def test_register_custom_modifier() -> None:
+    register_modifier("zz_combo", lambda spec: dataclasses.replace(spec, symbols="numbers", style="paren"))
+    try:
+        assert variant_set("zz_combo,default") == ["numbers+paren", "default"]
+    finally:
+        del V.MODIFIERS["zz_combo"]
+
+
+def test_rotation_maps_gold() -> None:
+    r = rec(n=4, answer=0)
+    for k in (1, 2, 3, 5):
+        p = render(parse(f"rotate:{k}"), r)
+        assert p.order == tuple((j - k) % 4 for j in range(4))
+        assert p.answer == k % 4
+        assert r.choices[p.order[p.answer]] == r.choices[r.answer]
+        assert f"{answer_symbols(VariantSpec(), 4)[p.answer]}. {r.choices[0]}" in p.user
+
+
+def test_shuffle_deterministic_and_per_question() -> None:
+    spec = parse("shuffle:7")
+    a = render(spec, rec("q1", n=5, answer=2))
+    assert a == render(spec, rec("q1", n=5, answer=2))
+    assert a.order == V.display_order("shuffle:7", "q1", 5)
+    orders = {render(spec, rec(f"q{i}", n=5)).order for i in range(30)}
+    assert len(orders) > 5
+    assert len({render(parse(f"shuffle:{s}"), rec("q1", n=5)).order for s in range(10)}) > 3
+    for i in range(30):
+        r = rec(f"q{i}", n=5, answer=i % 5)
+        p = render(spec, r)
+        assert r.choices[p.order[p.answer]] == r.choices[r.answer]
+        assert p.continuations[p.answer] == " " + "ABCDE"[p.answer]
+
+
+def test_few_shot_count_and_gold_answers() -> None:
+    spec = parse("rotate:1+shots:3")
+    with pytest.raises(ValueError, match="needs 3 few-shot"):
+        render(spec, rec(), shots_for(parse("shots:2")))
+    with pytest.raises(ValueError, match="needs 0 few-shot"):
+        render(VariantSpec(), rec(), [rec("s0")])
+    with pytest.raises(ValueError, match="question itself"):
+        render(parse("shots:1"), rec("q1"), [rec("q1")])
+    shots = [rec("s0", n=3, answer=0), rec("s1", n=4, answer=3), rec("s2", n=5, answer=2)]
+    p = render(spec, rec(), shots)
+    for shot, (user, answer) in zip(shots, p.shots):
+        displayed = V.display_order(spec.order, shot.id, len(shot.choices)).index(shot.answer)
+        assert answer == "Answer: " + "ABCDE"[displayed]
+        assert f"{'ABCDE'[displayed]}. {shot.choices[shot.answer]}" in user
+    p = render(parse("option+shots:1"), rec(), [rec("s0", answer=2)])
+    assert p.shots[0][1] == "Answer: " + "cherry s0"
+
+
+def test_raw_text_layout_with_system_shots_preamble() -> None:
+    spec = parse("instruction+sys_assistant+shots:1")
+    p = render(spec, rec("q1", n=2, answer=1), [rec("s0", n=2, answer=0)])
+    preamble = "The following is a multiple choice question. Reply with the letter of the correct answer."
+    assert to_text(p) == (
+        "You are a helpful assistant.\n\n"
+        f"{preamble}\n\nQuestion s0?\nA. apple s0\nB. banana s0\nAnswer: A\n\n"
+        "Question q1?\nA. apple q1\nB. banana q1\nAnswer:"
+    )
+    assert p.user.count(preamble) == 0  # once, at the top of the first shot
+    assert render(parse("instruction"), rec()).user.startswith(preamble + "\n\n")
+    header = render(parse("header+numbers"), rec(subject="high_school_physics")).user
+    assert header.startswith("The following are multiple choice questions (with answers) about high school physics.")
+
+
+def test_chat_text_order_and_messages() -> None:
+    spec = parse("sys_expert+chat+shots:2")
+    p = render(spec, rec("q1"), [rec("s0", answer=0), rec("s1", answer=3)])
+    roles = [m["role"] for m in to_messages(p)]
+    assert roles == ["system", "user", "assistant", "user", "assistant", "user"]
+    text = to_text(p, fake_template)
+    marks = [SYSTEMS["expert"], "Question s0?", "Answer: A", "Question s1?", "Answer: D", "Question q1?"]
+    positions = [text.index(m) for m in marks]
+    assert positions == sorted(positions)
+    assert text.endswith("<|assistant|>Answer:")
+    assert "Answer:" not in p.user
+    with pytest.raises(ValueError, match="needs a chat template; the model has none"):
+        to_text(p)
+    # a raw variant ignores the template
+    raw = render(VariantSpec(), rec())
+    assert to_text(raw, fake_template) == to_text(raw)
+
+
+def test_symbols_and_sizes() -> None:
+    assert answer_symbols(parse("roman"), 4) == ("i", "ii", "iii", "iv")
+    assert answer_symbols(parse("numbers"), 3) == ("1", "2", "3")
+    with pytest.raises(ValueError, match="symbol set 'numbers'"):
+        answer_symbols(parse("numbers"), 10)
+    ten = MCRecord(id="big", question="Q?", choices=tuple(str(i) for i in range(10)), answer=9)
+    with pytest.raises(ValueError, match="big"):
+        render(parse("numbers"), ten)
+    assert render(parse("numbers+option"), ten).continuations[9] == " 9"  # cloze needs no symbols
+    p = render(parse("lower+bare"), rec(n=2))
+    assert p.user.splitlines()[1:] == ["a apple q1", "b banana q1"] and p.continuations == (" a", " b")
+
+
+def test_variant_set() -> None:
+    assert variant_set("all") == builtin_variants()
+    assert variant_set("default") == ["default"]
+    assert variant_set("default, paren+numbers ,chat,letters") == ["default", "numbers+paren", "chat"]
+    assert variant_set("numbers,all")[:2] == ["numbers", "default"]
+    with pytest.raises(ValueError, match="numbrs"):
+        variant_set("default,numbrs")
+    with pytest.raises(ValueError, match="empty"):
+        variant_set("default,,chat")
+
+
+def test_spec_validation() -> None:
+    with pytest.raises(ValueError, match="symbols"):
+        VariantSpec(symbols="klingon")
+    with pytest.raises(ValueError, match="order"):
+        VariantSpec(order="reverse")
+    with pytest.raises(ValueError, match="shots"):
+        VariantSpec(shots=-1)
