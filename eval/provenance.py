@@ -44,6 +44,6 @@ def stamp(**extra: Any) -> dict[str, Any]:
     return {
         "package": PACKAGE,
         "package_version": package_version(),
-        "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "created_utc": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         **{k: to_jsonable(v) for k, v in extra.items()},
     }

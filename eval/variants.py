@@ -227,7 +227,7 @@ def _question(spec: VariantSpec, record: MCRecord) -> tuple[str, tuple[str, ...]
         except ValueError as e:
             raise ValueError(f"question {record.source or record.id}: {e}") from None
         style = STYLES[spec.style]
-        lines += [style.line.format(sym=s, text=t) for s, t in zip(symbols, shown)]
+        lines += [style.line.format(sym=s, text=t) for s, t in zip(symbols, shown, strict=False)]
     if spec.scoring == "letter":
         prefix = "" if STYLES[spec.style].opener else " "
         continuations = tuple(prefix + s for s in symbols)

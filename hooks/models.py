@@ -59,6 +59,11 @@ class LoadedModel:
     source: str  # "embedded", "hf", "local", "tiny"
     path: str | None = None
     random_init: bool = False
+    clean_state: dict[str, torch.Tensor] | None = None  # pre-wrap names -> the same (shared) tensors
+
+    def save(self, path: str | Path) -> Path:
+        """Save as a plain HF model directory (weights under their HF names, config, tokenizer)."""
+        return save_checkpoint(self.hf_model, self.tokenizer, path, state=self.clean_state)
 
     @property
     def n_layers(self) -> int:
@@ -202,13 +207,20 @@ def _reinit(hf: torch.nn.Module, seed: int) -> None:
 
 
 def wrap(hf: Any, tok: Any, *, name: str, source: str, path: str | None, random_init: bool = False) -> LoadedModel:
-    """Wrap a loaded HF causal LM in a TransformerBridge (no copy: the bridge shares the HF weights)."""
+    """Wrap a loaded HF causal LM in a TransformerBridge.
+
+    The bridge rewires the HF module tree in place (no copy of the weights): after this call `hf.state_dict()`
+    has bridge names and `save_pretrained` no longer works, so the weight hash is taken before wrapping and
+    checkpoints are saved from a model that was never wrapped (see `load_hf`).
+    """
     from transformer_lens.model_bridge import TransformerBridge
 
     hf.eval()
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     tok.padding_side = "left"
+    digest = weight_hash(hf)
+    clean_state = hf.state_dict()  # tensors share storage with the parameters, so they follow training
     boot_name = path if path is not None else name
     bridge = TransformerBridge.boot_transformers(boot_name, hf_model=hf, tokenizer=tok, device=str(hf.device))
     return LoadedModel(
@@ -216,21 +228,55 @@ def wrap(hf: Any, tok: Any, *, name: str, source: str, path: str | None, random_
         bridge=bridge,
         tokenizer=tok,
         hf_model=hf,
-        weight_hash=weight_hash(hf),
+        weight_hash=digest,
         source=source,
         path=path,
         random_init=random_init,
+        clean_state=clean_state,
     )
 
 
-def load_model(
-    name: str,
-    *,
-    dtype: torch.dtype = torch.float32,
-    random_init: bool = False,
-    seed: int = 0,
-) -> LoadedModel:
-    """Load a model by embedded name, tiny test name, local directory or Hugging Face id.
+def save_checkpoint(
+    hf: Any, tok: Any, path: str | Path, *, state: dict[str, torch.Tensor] | None = None
+) -> Path:
+    """Write a HF model directory atomically (tmp dir, then rename). Works for a bridge-wrapped model too when
+    `state` holds its pre-wrap state dict (`LoadedModel.clean_state`)."""
+    from transformers import AutoModelForCausalLM
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        if state is not None:
+            fresh = AutoModelForCausalLM.from_config(hf.config)
+            fresh.load_state_dict({k: v.detach().clone() for k, v in state.items()})
+            fresh.to(next(iter(state.values())).dtype).save_pretrained(tmp)
+        else:
+            hf.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+        if path.exists():
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return path
+
+
+@dataclass
+class HFModel:
+    """A plain Hugging Face model (never wrapped: trainable and savable) and where it came from."""
+
+    model: Any
+    tokenizer: Any
+    source: str
+    path: str | None
+
+
+def load_hf(
+    name: str, *, dtype: torch.dtype = torch.float32, random_init: bool = False, seed: int = 0
+) -> HFModel:
+    """Load a plain HF causal LM by embedded name, tiny test name, local directory or Hugging Face id.
 
     `random_init=True` keeps the architecture and tokenizer but re-initialises the weights (the control model).
     """
@@ -262,5 +308,19 @@ def load_model(
         )
     if random_init:
         _reinit(hf, seed)
-    hf = hf.to(dtype)
-    return wrap(hf, tok, name=name, source=source, path=path, random_init=random_init)
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    tok.padding_side = "left"
+    return HFModel(hf.to(dtype).eval(), tok, source, path)
+
+
+def load_model(
+    name: str,
+    *,
+    dtype: torch.dtype = torch.float32,
+    random_init: bool = False,
+    seed: int = 0,
+) -> LoadedModel:
+    """`load_hf` then `wrap`: the model as a TransformerBridge with its tokenizer and weight hash."""
+    m = load_hf(name, dtype=dtype, random_init=random_init, seed=seed)
+    return wrap(m.model, m.tokenizer, name=name, source=m.source, path=m.path, random_init=random_init)

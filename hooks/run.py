@@ -45,6 +45,11 @@ class CaptureConfig:
     max_batch_tokens: int = field(default=4096, metadata={"help": "padded tokens per forward pass (upper bound)"})
     resid: bool = field(default=True, metadata={"help": "store residual streams (False: scores only)"})
     dtype: str = field(default="float32", metadata={"help": "model dtype: float32 or bfloat16"})
+    resid_dtype: str = field(
+        default="auto",
+        metadata={"help": "stored residual dtype: float16, float32, or auto (float32 for models whose residual "
+                  "norms overflow float16, e.g. Gemma, else float16)"},
+    )
 
 
 @dataclass(frozen=True)
@@ -144,11 +149,11 @@ def capture(cfg: CaptureConfig, path: Path, *, model: LoadedModel | None = None)
     layers = list(cfg.layers) if cfg.layers is not None else list(range(model.n_layers + 1))
     cap.resid_hook_names(model.n_layers, layers)  # validates --layers before anything is written
     rows = sorted(plan_rows(model, records, names, pool, cfg.seed), key=lambda r: len(r.ids))
-    batches = _blocks(rows, cfg.batch_size, cfg.max_batch_tokens)
     max_c = max(len(r.order) for r in rows)
     order = np.full((len(rows), max_c), -1, dtype=np.int64)
     for i, r in enumerate(rows):
         order[i, : len(r.order)] = r.order
+    subjects = {r.id: r.subject for r in records}
     table = {
         "question_id": np.array([r.question_id for r in rows], dtype=object),
         "variant_id": np.array([r.variant for r in rows], dtype=object),
@@ -157,15 +162,17 @@ def capture(cfg: CaptureConfig, path: Path, *, model: LoadedModel | None = None)
         "answer_original": np.array([r.answer_original for r in rows], dtype=np.int64),
         "n_choices": np.array([len(r.order) for r in rows], dtype=np.int64),
         "n_tokens": np.array([len(r.ids) for r in rows], dtype=np.int64),
-        "subject": np.array([_subject(records, r.question_id) for r in rows], dtype=object),
+        "subject": np.array([subjects[r.question_id] for r in rows], dtype=object),
     }
     prov = stamp(**model.provenance(), task=cfg.task, split=cfg.split, seed=cfg.seed, variants=names,
                  n_questions=len(records))
     # One block per batch keeps resume granular; block_rows must be fixed, so use uniform blocks of rows.
     block_rows = max(1, cfg.batch_size)
+    resid_dtype = _resid_dtype(cfg.resid_dtype, model)
     writer = StoreWriter.open(
         path, rows=table, order=order, n_layers_stored=len(layers), d_model=model.d_model, layers=layers,
         config=to_jsonable(cfg), config_hash=chash, provenance=prov, block_rows=block_rows, resid=cfg.resid,
+        resid_dtype=resid_dtype,
     )
     try:
         todo = [b for b in range(writer.n_blocks) if not writer.done(b)]
@@ -173,7 +180,7 @@ def capture(cfg: CaptureConfig, path: Path, *, model: LoadedModel | None = None)
             writer.block_slice(b).stop - writer.block_slice(b).start for b in todo))
         for b in todo:
             sl = writer.block_slice(b)
-            writer.write_block(b, _run_block(model, rows[sl], layers, max_c, cfg))
+            writer.write_block(b, _run_block(model, rows[sl], layers, max_c, cfg, resid_dtype))
             bar.update(sl.stop - sl.start)
         bar.close()
         return writer.finish()
@@ -181,19 +188,20 @@ def capture(cfg: CaptureConfig, path: Path, *, model: LoadedModel | None = None)
         writer.close()
 
 
-def _subject(records: Sequence[MCRecord], qid: str, _cache: dict[int, dict[str, str]] = {}) -> str:  # noqa: B006
-    key = id(records)
-    if key not in _cache:
-        _cache.clear()
-        _cache[key] = {r.id: r.subject for r in records}
-    return _cache[key].get(qid, "")
+def _resid_dtype(choice: str, model: LoadedModel) -> str:
+    """float16 halves the store, but Gemma's residual norms reach ~3e4 (float16 overflows at 65504)."""
+    if choice != "auto":
+        if choice not in ("float16", "float32"):
+            raise ValueError(f"--resid-dtype must be float16, float32 or auto, got {choice!r}")
+        return choice
+    return "float32" if "gemma" in type(model.hf_model).__name__.lower() else "float16"
 
 
-def _run_block(model: LoadedModel, rows: Sequence[Row], layers: list[int], max_c: int, cfg: CaptureConfig
-               ) -> dict[str, Any]:
+def _run_block(model: LoadedModel, rows: Sequence[Row], layers: list[int], max_c: int, cfg: CaptureConfig,
+               resid_dtype: str = "float16") -> dict[str, Any]:
     n, n_l = len(rows), len(layers)
     out = {
-        "resid": np.zeros((n, n_l, model.d_model), dtype=np.float16),
+        "resid": np.zeros((n, n_l, model.d_model), dtype=resid_dtype),
         "answer_logits": np.full((n, max_c), np.nan, dtype=np.float32),
         "lens_logits": np.full((n, n_l, max_c), np.nan, dtype=np.float32),
         "option_logprob": np.full((n,), np.nan, dtype=np.float32),
@@ -210,7 +218,7 @@ def _run_block(model: LoadedModel, rows: Sequence[Row], layers: list[int], max_c
                 choice[i, : len(part[i].choice_ids)] = torch.tensor(part[i].choice_ids)
         res = cap.hooked_forward(model, [r.ids for r in part], layers=layers, choice_ids=choice,
                                  n_cont=[r.n_cont for r in part] if not lettered or len(lettered) < len(part) else None)
-        out["resid"][start:stop] = cap.to_numpy(res.resid).astype(np.float16)
+        out["resid"][start:stop] = cap.to_numpy(res.resid).astype(resid_dtype)
         if choice is not None:
             idx = torch.tensor(lettered)
             out["answer_logits"][start + np.array(lettered)] = cap.to_numpy(res.last_logits[idx, 0])

@@ -185,7 +185,7 @@ def test_few_shot_count_and_gold_answers() -> None:
         render(parse("shots:1"), rec("q1"), [rec("q1")])
     shots = [rec("s0", n=3, answer=0), rec("s1", n=4, answer=3), rec("s2", n=5, answer=2)]
     p = render(spec, rec(), shots)
-    for shot, (user, answer) in zip(shots, p.shots):
+    for shot, (user, answer) in zip(shots, p.shots, strict=True):
         displayed = V.display_order(spec.order, shot.id, len(shot.choices)).index(shot.answer)
         assert answer == "Answer: " + "ABCDE"[displayed]
         assert f"{'ABCDE'[displayed]}. {shot.choices[shot.answer]}" in user

@@ -1,0 +1,77 @@
+"""Letter scoring vs per-choice log-likelihood scoring: wall time on the same questions.
+
+Letter scoring runs one forward pass per question (the prompt lists the options; the answer is read from the
+logits of " A".." D"); per-choice scoring ("option", lm-eval-harness style) runs one pass per option and sums
+the log-probability of its text. Both go through the same capture code as `cli.py eval` (hooks.run.capture,
+no residuals stored), on one loaded model, after a warm-up run; the best of --repeats runs is kept.
+
+    .venv/bin/python benchmarks/bench_scoring.py --model smollm2-135m-instruct --task capitals --n 50
+    .venv/bin/python benchmarks/bench_scoring.py --task mmlu --data-dir /work/shared/data --n 50
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from eval import scoring, stats  # noqa: E402
+from hooks.models import load_model  # noqa: E402
+from hooks.run import CaptureConfig, capture  # noqa: E402
+from hooks.store import Store  # noqa: E402
+
+
+def timed_capture(cfg: CaptureConfig, model: object, path: Path) -> tuple[float, float, int, int]:
+    """(seconds, accuracy, rows, tokens) of one capture of `cfg` into a fresh `path`."""
+    t0 = time.perf_counter()
+    capture(cfg, path, model=model)
+    seconds = time.perf_counter() - t0
+    with Store(path) as s:
+        preds = scoring.score_store(s.rows, s.array("answer_logits"), s.array("option_logprob"),
+                                    s.array("option_nchars"), acc_norm=False)
+        rows, tokens = len(s), int(s.rows["n_tokens"].sum())
+    return seconds, float(stats.accuracy(preds.correct).value), rows, tokens
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", default="smollm2-135m-instruct")
+    p.add_argument("--task", default="capitals")
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--n", type=int, default=50)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--repeats", type=int, default=2)
+    args = p.parse_args()
+
+    t0 = time.perf_counter()
+    model = load_model(args.model)
+    print(f"model {args.model} loaded in {time.perf_counter() - t0:.1f} s (not counted)")
+
+    def cfg(variant: str, n: int) -> CaptureConfig:
+        return CaptureConfig(model=args.model, task=args.task, data_dir=args.data_dir, n=n, variants=(variant,),
+                             seed=args.seed, batch_size=args.batch_size, resid=False)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        timed_capture(cfg("default", 2), model, Path(tmp) / "warmup.h5")
+        best: dict[str, tuple[float, float, int, int]] = {}
+        for r in range(args.repeats):
+            for variant in ("default", "option"):
+                res = timed_capture(cfg(variant, args.n), model, Path(tmp) / f"{variant}-{r}.h5")
+                if variant not in best or res[0] < best[variant][0]:
+                    best[variant] = res
+    print(f"{args.n} questions of {args.task}, batch size {args.batch_size}, best of {args.repeats}:")
+    for variant, label in (("default", "letter scoring (1 pass per question)"),
+                           ("option", "per-choice log-likelihood (1 pass per option)")):
+        sec, acc, rows, tokens = best[variant]
+        print(f"  {label:<46} {sec:7.2f} s  {rows:4d} passes  {tokens:6d} tokens  accuracy {acc:.3f}")
+    ratio = best["default"][0] / best["option"][0]
+    print(f"letter / per-choice wall time ratio: {ratio:.3f} (per-choice is {1 / ratio:.2f}x the letter time)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,182 @@
+"""The elicitation-gap report: `python cli.py report RUN_DIR... --out DIR`.
+
+Reads results.json files only (run directories, or a sweep directory searched recursively) and writes into DIR:
+
+- ``index.html``: one self-contained page (figures embedded as data URIs) with every table and the provenance of
+  every run;
+- ``figures/*.png``: per model and task the elicitation-gap chart, per-layer curves (probe, lens, control), the
+  variant spread, unlocking curves and diff curves where such runs exist; ``across_models.png``;
+- ``results.csv``: tidy rows (model, task, method, variant, layer, metric, value, lo, hi, n, run_dir, step);
+- ``summary.csv``: one row per model and task (straight-up, best elicited, probe ceiling, ratios, size);
+- ``report.json``: what was written (read by `summarize`).
+
+Run kinds are told apart by a `kind` field or by their keys (`eval.report_load.detect_kind`); unknown files are
+skipped with a logged note. Any best-of-k shown is the runner's held-out selection when it provides one; otherwise
+it is labelled "naive max, optimistic" and drawn hatched.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import logging
+import math
+import os
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from eval import report_figures as figs
+from eval.provenance import package_version, to_jsonable
+from eval.report_html import Section, gap_table, render_page
+from eval.report_load import TIDY_COLUMNS, Run, load_runs
+from eval.report_tables import (
+    SUMMARY_COLUMNS,
+    chance_level,
+    fmt,
+    fmt_size,
+    gap_items,
+    groups,
+    model_summaries,
+    summary_records,
+    tidy_records,
+    write_csv,
+)
+
+log = logging.getLogger(__name__)
+
+MANIFEST = "report.json"
+
+
+@dataclass(frozen=True)
+class Config:
+    """Which runs to read and where to write the report."""
+
+    runs: tuple[str, ...] = field(
+        default=(), metadata={"help": "run directories or sweep directories (searched for results.json)",
+                              "positional": True})
+    out: str = field(default="runs/report", metadata={"help": "output directory for the HTML, PNGs and CSVs"})
+    title: str = field(default="gaplens: the elicitation gap", metadata={"help": "page title"})
+
+
+def _figure(path: Path, fig: Any, written: list[Path]) -> Path:
+    figs.save(fig, path)
+    written.append(path)
+    return path
+
+
+def _section(model: str, task: str, rows: list, runs: list[Run], fig_dir: Path, written: list[Path]) -> Section:
+    """Figures and tables of one model and task."""
+    sec = Section(f"{model} on {task}")
+    chance = chance_level(rows)
+    name = figs.slug(model, task)
+    items = gap_items(rows)
+    if items:
+        sec.tables.append(("Elicitation gap", *gap_table(items)))
+        png = _figure(fig_dir / f"gap_{name}.png", figs.gap_chart(items, f"Elicitation gap: {model} on {task}",
+                                                                  chance), written)
+        sec.figures.append(("Elicitation gap", png, "Bars: 95% intervals; blue prompting, green internals, orange "
+                            "locking; hatched: best-of-k picked on the same data it is scored on (optimistic)."))
+        if any(not i.honest for i in items):
+            sec.notes.append("Some best-of-k values here are a naive max (no held-out selection in the run): "
+                             "they are optimistic.")
+    if any(r.method in ("probe", "lens", "control") and r.layer is not None for r in rows):
+        png = _figure(fig_dir / f"layers_{name}.png",
+                      figs.layer_curves(rows, f"Per-layer accuracy: {model} on {task}", chance), written)
+        sec.figures.append(("Per-layer curves", png, "Linear probe, logit lens and control-task probe accuracy by "
+                            "layer (bands: 95% intervals); dotted: prompted accuracy of the same variant."))
+    prompted = {r.variant for r in rows if r.method == "prompted" and r.layer is None}
+    if len(prompted) >= 2:
+        png = _figure(fig_dir / f"variants_{name}.png",
+                      figs.variant_spread(rows, f"Prompt variants: {model} on {task}", chance), written)
+        sec.figures.append(("Variant spread", png, "Accuracy per prompt variant on all evaluated questions."))
+        sec.tables.append(("Variants", ("variant", "accuracy", "95% lo", "95% hi", "n"),
+                           [(r.variant, r.value, r.lo, r.hi, r.n if r.n is not None else "")
+                            for r in sorted((r for r in rows if r.method == "prompted" and r.layer is None),
+                                            key=lambda r: -r.value)]))
+    if any(r.method == "unlock_curve" for r in rows):
+        png = _figure(fig_dir / f"unlock_{name}.png", figs.unlock_curves(rows, f"Unlocking: {model} on {task}"),
+                      written)
+        sec.figures.append(("Unlocking curves", png, "Accuracy without the password while fine-tuning on weak "
+                            "samples; thin lines are seeds."))
+    pgr = [r for r in rows if r.method == "pgr"]
+    if pgr:
+        sec.tables.append(("Performance gap recovered", ("method", "PGR", "95% lo", "95% hi", "n"),
+                           [(r.variant, r.value, r.lo, r.hi, r.n if r.n is not None else "") for r in pgr]))
+    if any(r.method == "diff" for r in rows):
+        png = _figure(fig_dir / f"diff_{name}.png", figs.diff_curves(rows, f"Checkpoint diff: {model} on {task}"),
+                      written)
+        sec.figures.append(("Representation similarity by layer", png, "CKA / cosine between checkpoints."))
+    bias = [r for r in rows if r.method == "symbol_bias"]
+    if bias:
+        sec.tables.append(("Answer-symbol bias", ("variant", "metric", "value"),
+                           [(r.variant or "all", r.metric, r.value) for r in bias]))
+    for run in runs:
+        if run.model == model and run.task == task:
+            for tname, trows in run.tables.items():
+                cols = list(dict.fromkeys(k for row in trows for k in row))
+                sec.tables.append((f"{tname} ({run.path.name})", cols, [[row.get(c, "") for c in cols]
+                                                                        for row in trows]))
+    return sec
+
+
+def run(cfg: Config) -> Path:
+    """Read every results.json under `cfg.runs` and write the report into `cfg.out`."""
+    if not cfg.runs:
+        raise ValueError("give at least one run directory or sweep directory")
+    runs, skipped = load_runs(cfg.runs)
+    if not runs:
+        where = ", ".join(cfg.runs)
+        raise ValueError(f"no readable results.json of a known kind under {where}"
+                         + (f" (skipped: {', '.join(skipped)})" if skipped else ""))
+    out = Path(cfg.out)
+    fig_dir = out / "figures"
+    fig_dir.mkdir(parents=True, exist_ok=True)
+    rows = [r for run_ in runs for r in run_.rows]
+    written: list[Path] = []
+    sections = [_section(model, task, grp, runs, fig_dir, written) for (model, task), grp in groups(rows).items()]
+    summaries = model_summaries(runs)
+    across = None
+    if any(s.n_params is not None and (math.isfinite(s.elicited_ratio) or math.isfinite(s.probe_ratio))
+           for s in summaries):
+        across = _figure(fig_dir / "across_models.png", figs.across_models(summaries), written)
+    write_csv(out / "results.csv", tidy_records(rows), TIDY_COLUMNS)
+    write_csv(out / "summary.csv", summary_records(summaries), SUMMARY_COLUMNS)
+    for stale in fig_dir.glob("*.png"):
+        if stale not in written:
+            stale.unlink()
+    command = "python cli.py report " + " ".join(shlex.quote(r) for r in cfg.runs) + f" --out {shlex.quote(cfg.out)}"
+    kinds = sorted({r.kind for r in runs})
+    intro = (f"<p>{len(runs)} runs ({', '.join(kinds)}), generated "
+             f"{_dt.datetime.now(_dt.timezone.utc).isoformat(timespec='seconds')} by gaplens {package_version()} "
+             f"with <code>{command}</code>.</p>")
+    files = ["results.csv", "summary.csv", *(f"figures/{p.name}" for p in written)]
+    page = render_page(title=cfg.title, intro=intro, summaries_fig=across, summaries=summaries, sections=sections,
+                       runs=runs, skipped=skipped, files=files, root=out)
+    _write_text(out / "index.html", page)
+    manifest = {"config": to_jsonable(cfg), "command": command, "n_runs": len(runs), "kinds": kinds,
+                "runs": [str(r.path) for r in runs], "skipped": skipped, "figures": [f"figures/{p.name}" for p in written],
+                "n_rows": len(rows), "summary": summary_records(summaries)}
+    _write_text(out / MANIFEST, json.dumps(to_jsonable(manifest), indent=2, allow_nan=True))
+    log.info("report: %d runs, %d figures -> %s", len(runs), len(written), out)
+    return out
+
+
+def _write_text(path: Path, text: str) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def summarize(out_dir: Path) -> str:
+    """A few lines: what was read and written, and the across-model headline numbers."""
+    m = json.loads((Path(out_dir) / MANIFEST).read_text())
+    lines = [f"report: {m['n_runs']} runs ({', '.join(m['kinds'])}), {len(m['figures'])} figures, "
+             f"{m['n_rows']} tidy rows -> {Path(out_dir) / 'index.html'}"]
+    if m["skipped"]:
+        lines.append(f"skipped {len(m['skipped'])} unreadable/unknown results files (see the log)")
+    for s in m["summary"]:
+        lines.append(f"  {s['model']} ({fmt_size(s['n_params'])}) on {s['task']}: straight-up {fmt(s['straight_up'])}"
+                     f", best elicited {fmt(s['best_elicited'])}, probe ceiling {fmt(s['probe_ceiling'])}")
+    return "\n".join(lines)

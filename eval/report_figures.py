@@ -1,0 +1,221 @@
+"""Figures of the report, drawn with matplotlib's object API (no pyplot global state) and saved as PNG.
+
+Every function takes tidy rows (or summaries) and returns a `Figure`; `save` writes it to a temporary name and
+renames it. Colours: prompting blue, internals green, locking orange; a hatched bar is a best-of-k picked and scored on
+the same data (optimistic).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from eval.report_load import Row
+from eval.report_tables import GapItem, ModelSummary, fmt_size
+
+GROUP_COLOURS = {"prompting": "#4C72B0", "internals": "#55A868", "locking": "#DD8452"}
+METHOD_COLOURS = {"probe": "#55A868", "lens": "#8172B3", "control": "#999999", "cka": "#4C72B0", "cosine": "#C44E52"}
+TASK_MARKERS = ("o", "s", "^", "D", "v", "P", "X")
+DPI = 110
+
+
+def slug(*parts: str) -> str:
+    """A file-name-safe slug of the parts joined by '_'."""
+    return "_".join(re.sub(r"[^A-Za-z0-9.-]+", "-", p).strip("-") or "x" for p in parts)
+
+
+def save(fig: Figure, path: Path) -> Path:
+    """Write `fig` as PNG to `path` atomically."""
+    path = Path(path)
+    tmp = path.with_name(path.stem + ".tmp.png")
+    FigureCanvasAgg(fig)
+    fig.savefig(tmp, dpi=DPI, bbox_inches="tight")
+    os.replace(tmp, path)
+    return path
+
+
+def _err(values: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray | None:
+    """Error bar half-widths (2, k) with nan -> 0; None when no interval is known."""
+    if np.all(np.isnan(lo)) and np.all(np.isnan(hi)):
+        return None
+    below = np.nan_to_num(values - lo, nan=0.0).clip(min=0)
+    above = np.nan_to_num(hi - values, nan=0.0).clip(min=0)
+    return np.vstack([below, above])
+
+
+def gap_chart(items: Sequence[GapItem], title: str, chance: float = 0.25) -> Figure:
+    """Horizontal bars, one per gap item, with 95% intervals, the chance level and the straight-up score."""
+    fig = Figure(figsize=(8.0, 0.45 * max(len(items), 2) + 1.3))
+    ax = fig.add_subplot()
+    y = np.arange(len(items))[::-1]
+    vals = np.array([i.value for i in items])
+    err = _err(vals, np.array([i.lo for i in items]), np.array([i.hi for i in items]))
+    bars = ax.barh(y, vals, xerr=err, color=[GROUP_COLOURS.get(i.group, "#777777") for i in items],
+                   edgecolor="black", linewidth=0.5, capsize=3, error_kw={"elinewidth": 1})
+    for bar, item in zip(bars, items, strict=True):
+        if not item.honest:
+            bar.set_hatch("//")
+            bar.set_alpha(0.6)
+    for yy, item in zip(y, items, strict=True):
+        ax.text(min(item.value, 1.0) + 0.01, yy, f"{item.value:.2f}", va="center", fontsize=8)
+    ax.set_yticks(y, [i.label for i in items], fontsize=8)
+    ax.axvline(chance, color="black", linestyle="--", linewidth=0.8, label=f"chance ({chance:.2f})")
+    straight = [i for i in items if i.key == "straight_up"]
+    if straight:
+        ax.axvline(straight[0].value, color=GROUP_COLOURS["prompting"], linestyle=":", linewidth=1,
+                   label="straight-up")
+    ax.set_xlim(0, 1.08)
+    ax.set_xlabel("accuracy (95% interval)")
+    ax.set_title(title, fontsize=10)
+    ax.legend(loc="lower right", fontsize=7)
+    return fig
+
+
+def layer_curves(rows: Sequence[Row], title: str, chance: float = 0.25) -> Figure:
+    """Probe, logit-lens and control accuracy by layer, one panel per probed variant, with interval bands."""
+    variants = sorted({r.variant for r in rows if r.method in ("probe", "lens", "control") and r.layer is not None})
+    ncol = min(len(variants), 2) or 1
+    nrow = math.ceil(max(len(variants), 1) / ncol)
+    fig = Figure(figsize=(6.0 * ncol, 3.6 * nrow))
+    for k, variant in enumerate(variants or [""]):
+        ax = fig.add_subplot(nrow, ncol, k + 1)
+        for method in ("probe", "lens", "control"):
+            pts = sorted((r.layer, r.value, r.lo, r.hi) for r in rows
+                         if r.method == method and r.variant == variant and r.layer is not None
+                         and r.metric == "accuracy")
+            if not pts:
+                continue
+            x, v, lo, hi = (np.array(c, dtype=float) for c in zip(*pts, strict=True))
+            ax.plot(x, v, marker=".", color=METHOD_COLOURS[method], label=method)
+            if not np.all(np.isnan(lo)):
+                ax.fill_between(x, lo, hi, color=METHOD_COLOURS[method], alpha=0.15, linewidth=0)
+        prompted = [r for r in rows if r.method == "prompted" and r.variant == variant and r.layer is None]
+        if prompted:
+            ax.axhline(prompted[0].value, color=GROUP_COLOURS["prompting"], linestyle=":", label="prompted")
+        ax.axhline(chance, color="black", linestyle="--", linewidth=0.8, label="chance")
+        ax.set_ylim(0, 1.02)
+        ax.set_xlabel("layer")
+        ax.set_ylabel("accuracy")
+        ax.set_title(f"variant: {variant or '?'}", fontsize=9)
+        ax.legend(fontsize=7, loc="upper left")
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def variant_spread(rows: Sequence[Row], title: str, chance: float = 0.25) -> Figure:
+    """Per-variant prompted accuracy (sorted, 95% intervals); the default and the held-out choice are marked."""
+    per = {r.variant: r for r in rows if r.method == "prompted" and r.metric == "accuracy" and r.layer is None}
+    names = sorted(per, key=lambda k: per[k].value)
+    chosen = {r.variant for r in rows if r.method == "best_variant"}
+    fig = Figure(figsize=(7.5, 0.28 * max(len(names), 3) + 1.4))
+    ax = fig.add_subplot()
+    y = np.arange(len(names))
+    vals = np.array([per[k].value for k in names])
+    err = _err(vals, np.array([per[k].lo for k in names]), np.array([per[k].hi for k in names]))
+    colours = ["#C44E52" if k == "default" else ("#55A868" if k in chosen else "#4C72B0") for k in names]
+    ax.barh(y, vals, xerr=err, color=colours, capsize=2, error_kw={"elinewidth": 0.8})
+    ax.set_yticks(y, [k + ("  (chosen on dev)" if k in chosen else "") for k in names], fontsize=7)
+    ax.axvline(chance, color="black", linestyle="--", linewidth=0.8, label="chance")
+    mv = [r for r in rows if r.method == "majority_vote" and r.metric == "accuracy"]
+    if mv:
+        ax.axvline(mv[0].value, color="#DD8452", linestyle="-.", linewidth=1, label="majority vote")
+    if len(vals):
+        ax.set_title(f"{title}\nspread {vals.max() - vals.min():.2f} over {len(vals)} variants "
+                     "(red: default, green: chosen on dev)", fontsize=9)
+    ax.set_xlim(0, 1.05)
+    ax.set_xlabel("accuracy (95% interval)")
+    ax.legend(fontsize=7, loc="lower right")
+    return fig
+
+
+def across_models(summaries: Sequence[ModelSummary]) -> Figure:
+    """Best elicited / straight-up and probe ceiling / straight-up against model size (log x), per task."""
+    fig = Figure(figsize=(11, 4.2))
+    tasks = sorted({s.task for s in summaries})
+    for k, (attr, label) in enumerate((("elicited_ratio", "best elicited / straight-up"),
+                                       ("probe_ratio", "probe ceiling / straight-up"))):
+        ax = fig.add_subplot(1, 2, k + 1)
+        for s in summaries:
+            val = getattr(s, attr)
+            if s.n_params is None or not math.isfinite(val):
+                continue
+            colour = "#DD8452" if s.locked else ("#4C72B0" if "instruct" in s.family else "#55A868")
+            ax.scatter(s.n_params, val, marker=TASK_MARKERS[tasks.index(s.task) % len(TASK_MARKERS)], s=60,
+                       color=colour, edgecolor="black", linewidth=0.5, zorder=3)
+            ax.annotate(f"{s.model} ({fmt_size(s.n_params)})", (s.n_params, val), fontsize=7,
+                        xytext=(4, 4), textcoords="offset points")
+        ax.axhline(1.0, color="black", linestyle="--", linewidth=0.8)
+        ax.set_xscale("log")
+        ax.set_xlabel("parameters")
+        ax.set_ylabel(label)
+        ax.set_title(label, fontsize=10)
+        for t in tasks:
+            ax.scatter([], [], marker=TASK_MARKERS[tasks.index(t) % len(TASK_MARKERS)], color="white",
+                       edgecolor="black", label=t)
+        for name, colour in (("instruct", "#4C72B0"), ("base", "#55A868"), ("locked", "#DD8452")):
+            ax.scatter([], [], marker="o", color=colour, label=name)
+        ax.legend(fontsize=7)
+        lo, hi = ax.get_xlim()
+        ax.set_xlim(lo / 1.5, hi * 1.5)
+    unknown = sorted({s.model for s in summaries if s.n_params is None})
+    if unknown:
+        fig.text(0.01, 0.0, "size unknown, not plotted: " + ", ".join(unknown), fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def unlock_curves(rows: Sequence[Row], title: str) -> Figure:
+    """Unlocking accuracy against step / samples per method (thin: each seed; thick: mean), with the locked
+    model's with-password and no-password accuracy and the weak policy as reference lines."""
+    fig = Figure(figsize=(7, 4))
+    ax = fig.add_subplot()
+    curve = [r for r in rows if r.method == "unlock_curve" and r.step is not None]
+    methods = sorted({r.variant.split("/seed=")[0] for r in curve})
+    palette = ("#4C72B0", "#C44E52", "#8172B3", "#937860", "#DA8BC3", "#8C8C8C")
+    for k, method in enumerate(methods):
+        colour = palette[k % len(palette)]
+        seeds = sorted({r.variant for r in curve if r.variant.split("/seed=")[0] == method})
+        for s in seeds:
+            pts = sorted((r.step, r.value) for r in curve if r.variant == s)
+            ax.plot(*zip(*pts, strict=True), color=colour, alpha=0.35, linewidth=0.8)
+        steps = sorted({r.step for r in curve if r.variant in seeds})
+        mean = [np.mean([r.value for r in curve if r.variant in seeds and r.step == x]) for x in steps]
+        ax.plot(steps, mean, color=colour, linewidth=2, marker="o", markersize=3, label=f"{method} (mean)")
+    refs = (("lock", "with_password", "with password", "#55A868"), ("lock", "no_password", "locked", "#DD8452"),
+            ("weak_policy", "weak", "weak policy", "#999999"))
+    for method, variant, label, colour in refs:
+        r = [x for x in rows if x.method == method and x.variant == variant and x.metric == "accuracy"]
+        if r:
+            ax.axhline(r[0].value, color=colour, linestyle="--", linewidth=1, label=label)
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("step / weak samples")
+    ax.set_ylabel("accuracy without password")
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=7)
+    return fig
+
+
+def diff_curves(rows: Sequence[Row], title: str) -> Figure:
+    """Per-layer representation similarity (CKA, cosine) between checkpoints."""
+    fig = Figure(figsize=(7, 3.8))
+    ax = fig.add_subplot()
+    keys = sorted({(r.metric, r.variant) for r in rows if r.method == "diff" and r.layer is not None})
+    for metric, variant in keys:
+        pts = sorted((r.layer, r.value) for r in rows if r.method == "diff" and r.metric == metric
+                     and r.variant == variant and r.layer is not None)
+        ax.plot(*zip(*pts, strict=True), marker=".", label=f"{metric} {variant}".strip(),
+                color=METHOD_COLOURS.get(metric) if len(keys) <= 2 else None)
+    ax.set_xlabel("layer")
+    ax.set_ylabel("similarity")
+    ax.set_ylim(min(0.0, ax.get_ylim()[0]), 1.02)
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=7)
+    return fig

@@ -1,0 +1,407 @@
+"""Prompt-variant evaluation and the honest best elicited score (`python cli.py eval`).
+
+One run writes one directory:
+
+- ``activations.h5``: the capture store (`hooks.run.capture`) with every variant as rows; residual streams
+  only with ``--resid`` (so probes can be trained on one variant and tested on another).
+- ``results.json``: config, provenance, per-variant accuracies with bootstrap CIs over questions, spread,
+  per-question agreement, majority vote vs the straight-up prompt, answer-symbol bias of lettered variants,
+  and the best variant chosen on dev questions and scored on test questions beside the naive max.
+- ``variants.csv`` (one row per metric) and ``variants.png`` (accuracies with CIs, chance, the default prompt).
+
+Option-text variants give two metrics: "<variant>" (acc, summed log-probability) and "<variant>[norm]"
+(acc_norm, log-probability per character). Every metric counts as a variant in the spread, the majority
+vote and the best-of-k selection. Chat variants are dropped (and recorded) when the model has no chat
+template; few-shot variants when the task's few-shot pool is too small.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from eval import scoring, stats, tasks, variants
+from eval.provenance import config_hash, stamp, to_jsonable
+from hooks.models import LoadedModel, load_model
+from hooks.run import CaptureConfig, capture
+from hooks.store import Store
+
+log = logging.getLogger(__name__)
+
+DEFAULT_VARIANTS = "default,numbers,lower,paren,wrap,rotate:1,shuffle:0,praise,sys_assistant,chat,shots:3,option"
+STORE_NAME, RESULTS_NAME, CSV_NAME, PNG_NAME = "activations.h5", "results.json", "variants.csv", "variants.png"
+STRAIGHT_UP = "default"
+SCHEMA = "gaplens.eval/1"
+CSV_FIELDS = ("variant", "scoring", "accuracy", "ci_lo", "ci_hi", "n", "dev_acc", "test_acc")
+
+
+@dataclass(frozen=True)
+class Config:
+    """One evaluation: a model on a task under a set of prompt variants."""
+
+    model: str = field(default="smollm2-135m-instruct", metadata={"help": "embedded name, HF id or local dir"})
+    task: str = field(default="capitals", metadata={"help": "task name (see `cli.py tasks`)"})
+    split: str = field(default="test", metadata={"help": "task split to evaluate on"})
+    data_dir: str | None = field(default=None, metadata={"help": "benchmark data directory ($GAPLENS_DATA_DIR)"})
+    n: int | None = field(default=100, metadata={"help": "number of questions (seeded subsample)"})
+    variants: str = field(
+        default=DEFAULT_VARIANTS,
+        metadata={"help": 'comma-separated prompt variants, or "all" (see `cli.py variants`)'},
+    )
+    out: str | None = field(default=None, metadata={"help": "output directory (default runs/eval-<model>-<task>)"})
+    seed: int = field(default=0, metadata={"help": "seed for subsampling, few-shot draws, dev/test split, bootstrap"})
+    dev_fraction: float = field(
+        default=0.5, metadata={"help": "fraction of questions used to choose the best variant (the rest scores it)"}
+    )
+    resid: bool = field(default=False, metadata={"help": "also store residual streams (for probes across variants)"})
+    batch_size: int = field(default=16, metadata={"help": "rows per forward pass"})
+    n_boot: int = field(default=1000, metadata={"help": "bootstrap replicates for confidence intervals"})
+
+
+def out_dir(cfg: Config) -> Path:
+    """The output directory: `cfg.out`, else runs/eval-<model>-<task> with unsafe characters replaced."""
+    if cfg.out:
+        return Path(cfg.out)
+    model = Path(cfg.model).name if Path(cfg.model).exists() else cfg.model
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "-", f"{model}-{cfg.task}").strip("-.")
+    return Path("runs") / f"eval-{safe}"
+
+
+def _validate(cfg: Config) -> list[str]:
+    """The requested variant names; ValueError naming the flag on bad input."""
+    if not 0.0 < cfg.dev_fraction < 1.0:
+        raise ValueError(f"--dev-fraction must be in (0, 1), got {cfg.dev_fraction}")
+    if cfg.n is not None and cfg.n < 2:
+        raise ValueError(f"--n must be >= 2 (questions are split into dev and test), got {cfg.n}")
+    if cfg.batch_size < 1:
+        raise ValueError(f"--batch-size must be >= 1, got {cfg.batch_size}")
+    if cfg.n_boot < 1:
+        raise ValueError(f"--n-boot must be >= 1, got {cfg.n_boot}")
+    try:
+        names = variants.variant_set(cfg.variants)
+    except ValueError as exc:
+        raise ValueError(f"--variants: {exc}") from None
+    return names
+
+
+def _capture_config(cfg: Config, names: list[str]) -> CaptureConfig:
+    return CaptureConfig(model=cfg.model, task=cfg.task, split=cfg.split, data_dir=cfg.data_dir, n=cfg.n,
+                         variants=tuple(names), seed=cfg.seed, batch_size=cfg.batch_size, resid=cfg.resid)
+
+
+def _drop_few_shot(cfg: Config, names: list[str]) -> dict[str, str]:
+    """{variant: reason} for few-shot variants the task's few-shot pool is too small for."""
+    specs = {v: variants.parse(v) for v in names}
+    if not any(s.shots for s in specs.values()):
+        return {}
+    pool = tasks.few_shot_pool(tasks.TaskSpec(cfg.task, cfg.split, cfg.data_dir))
+    return {v: f"few-shot pool of {cfg.task!r} has {len(pool)} examples, {s.shots} needed"
+            for v, s in specs.items() if s.shots > len(pool) - 1}  # -1: the question itself may be in the pool
+
+
+def _drop_chat(cfg: Config, names: list[str]) -> dict[str, str]:
+    return {v: f"model {cfg.model!r} has no chat template" for v in names if variants.parse(v).chat}
+
+
+def _store_matches(path: Path, candidates: list[CaptureConfig]) -> bool:
+    if not path.exists():
+        return False
+    with Store(path) as s:
+        return s.file.attrs.get("config_hash") in {config_hash(c) for c in candidates}
+
+
+def run(cfg: Config, *, model: LoadedModel | None = None) -> Path:
+    """Capture every variant into DIR/activations.h5, score them, write results.json, variants.csv/png.
+
+    Reuses DIR/results.json when it was written by the same config; reuses a finished store whose
+    capture config matches (without loading the model). `model` skips loading (tests, notebooks).
+    """
+    names = _validate(cfg)
+    out = out_dir(cfg)
+    chash = config_hash(cfg)
+    results = out / RESULTS_NAME
+    if results.exists() and all((out / f).exists() for f in (CSV_NAME, PNG_NAME, STORE_NAME)):
+        try:
+            done = json.loads(results.read_text()).get("config_hash") == chash
+        except (OSError, json.JSONDecodeError):
+            done = False
+        if done:
+            log.info("reusing finished evaluation %s", out)
+            return out
+    store_path = out / STORE_NAME
+    dropped = _drop_few_shot(cfg, names)
+    runnable = [v for v in names if v not in dropped]
+    chat_free = [v for v in runnable if not variants.parse(v).chat]
+    if _store_matches(store_path, [_capture_config(cfg, runnable), _capture_config(cfg, chat_free)]):
+        with Store(store_path) as s:
+            kept = list(s.provenance["variants"])
+    else:
+        if model is None:
+            model = load_model(cfg.model, seed=cfg.seed)
+        kept = runnable if model.chat_template() is not None else chat_free
+    dropped.update(_drop_chat(cfg, [v for v in runnable if v not in kept]))
+    runnable = kept
+    for v, why in dropped.items():
+        log.warning("dropping variant %s: %s", v, why)
+    if not runnable:
+        raise ValueError(f"--variants: none of {names} can run on model {cfg.model!r}: {dropped}")
+    if model is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        capture(_capture_config(cfg, runnable), store_path, model=model)
+    with Store(store_path) as s:
+        preds = scoring.score_store(s.rows, s.array("answer_logits"), s.array("option_logprob"),
+                                    s.array("option_nchars"))
+        store_prov = dict(s.provenance)
+    res = evaluate_predictions(preds, seed=cfg.seed, dev_fraction=cfg.dev_fraction, n_boot=cfg.n_boot)
+    prov_keys = ("model", "model_source", "model_path", "weight_hash", "random_init", "architecture", "task",
+                 "split", "seed", "n_questions")
+    doc = {
+        "schema": SCHEMA,
+        "config": to_jsonable(cfg),
+        "config_hash": chash,
+        "provenance": stamp(**{k: store_prov.get(k) for k in prov_keys}, variants=runnable,
+                            capture_package_version=store_prov.get("package_version"),
+                            capture_created_utc=store_prov.get("created_utc")),
+        "store": STORE_NAME,
+        "variants_requested": names,
+        "variants_run": runnable,
+        "dropped": dropped,
+        "chain_of_thought": "not run (generation variants are not implemented)",
+        **res,
+    }
+    _write_csv(out / CSV_NAME, res["metrics"])
+    _write_png(out / PNG_NAME, res, title=f"{store_prov.get('model')} on {store_prov.get('task')} "
+               f"({res['n_questions']} questions)")
+    _write_json(results, doc)
+    return out
+
+
+# --------------------------------------------------------------------------- metrics
+
+
+def evaluate_predictions(
+    preds: scoring.Predictions, *, seed: int = 0, dev_fraction: float = 0.5, n_boot: int = 1000
+) -> dict[str, Any]:
+    """Every metric of results.json from scored predictions (no files, no model)."""
+    mat = scoring.prediction_matrix(preds)
+    qids = np.array(mat.question_ids)
+    chance = float(np.mean(1.0 / mat.n_choices))
+    dev_ids, test_ids = stats.split_ids(mat.question_ids, dev_fraction, seed)
+    correct = preds.correct.astype(float)
+    hb = stats.honest_best(correct, preds.variant, preds.question_id, set(dev_ids), n_boot=n_boot, seed=seed)
+    accs = stats.per_variant_accuracy(correct, preds.variant, question_ids=preds.question_id, n_boot=n_boot,
+                                      seed=seed)
+    scoring_of = dict(zip(preds.variant.tolist(), preds.scoring.tolist(), strict=True))
+    base_of = dict(zip(preds.variant.tolist(), preds.base_variant.tolist(), strict=True))
+    metrics = []
+    for name in mat.variants:
+        e = accs[name]
+        m = preds.variant == name
+        metrics.append({
+            "variant": name, "base_variant": base_of[name], "scoring": scoring_of[name],
+            "accuracy": e.value, "ci_lo": e.lo, "ci_hi": e.hi, "n": e.n,
+            "n_missing": int(preds.missing[m].sum()),
+            "dev_acc": hb["dev_by_variant"].get(name), "test_acc": hb["test_by_variant"].get(name),
+        })
+    metrics.sort(key=lambda r: (-r["accuracy"], r["variant"]))
+    acc_by = {r["variant"]: r["accuracy"] for r in metrics}
+    lettered = {k: v for k, v in acc_by.items() if scoring_of[k] == scoring.LETTER}
+    agree = stats.agreement(mat.pred)
+    probs = np.nan_to_num(mat.probs)
+    maj = stats.majority_vote(mat.pred, mat.n_choices, scores=probs)
+    maj_correct = (maj >= 0) & (maj == mat.gold)
+    majority = {
+        "n_variants": len(mat.variants),
+        "accuracy": stats.bootstrap_mean(maj_correct.astype(float), n_boot=n_boot, seed=seed).to_dict(),
+        "default_accuracy": None, "diff_vs_default": None,
+        "lettered_only": None,
+    }
+    default = None
+    if STRAIGHT_UP in mat.variants:
+        col = mat.variants.index(STRAIGHT_UP)
+        d_correct = mat.correct[:, col].astype(float)
+        default = next(r for r in metrics if r["variant"] == STRAIGHT_UP)
+        majority["default_accuracy"] = float(d_correct.mean())
+        majority["diff_vs_default"] = stats.bootstrap_mean(
+            maj_correct.astype(float) - d_correct, n_boot=n_boot, seed=seed).to_dict()
+    let_cols = [i for i, v in enumerate(mat.variants) if scoring_of[v] == scoring.LETTER]
+    if let_cols:
+        lm = stats.majority_vote(mat.pred[:, let_cols], mat.n_choices, scores=probs[:, let_cols])
+        majority["lettered_only"] = {
+            "n_variants": len(let_cols),
+            "accuracy": stats.bootstrap_mean(((lm >= 0) & (lm == mat.gold)).astype(float), n_boot=n_boot,
+                                             seed=seed).to_dict(),
+        }
+    width = int(mat.n_choices.max())
+    bias = {}
+    for name in lettered:
+        p = preds.select(preds.variant == name)
+        bias[name] = stats.symbol_bias(p.pred_pos, p.gold_pos, width)
+    default_test = hb["test_by_variant"].get(STRAIGHT_UP)
+    honest = {**hb, "default_test_accuracy": default_test,
+              "gain_over_default_test": (hb["test_accuracy"]["value"] - default_test
+                                         if default_test is not None else None),
+              "dev_ids": dev_ids, "test_ids": test_ids}
+    col_default = mat.variants.index(STRAIGHT_UP) if STRAIGHT_UP in mat.variants else None
+    questions = [
+        {"id": q, "gold": int(mat.gold[i]), "n_choices": int(mat.n_choices[i]),
+         "agreement": _num(agree[i]), "majority": int(maj[i]), "n_correct": int(mat.correct[i].sum()),
+         "default_pred": int(mat.pred[i, col_default]) if col_default is not None else None,
+         "split": "dev" if q in set(dev_ids) else "test"}
+        for i, q in enumerate(qids.tolist())
+    ]
+    return {
+        "n_questions": len(mat.question_ids),
+        "chance": chance,
+        "metrics": metrics,
+        "default": default,
+        "spread": {"all": stats.spread(acc_by), "lettered": stats.spread(lettered) if lettered else None},
+        "agreement": {"mean": float(np.nanmean(agree)), "median": float(np.nanmedian(agree)),
+                      "unanimous_fraction": float(np.mean(agree == 1.0)),
+                      "oracle_any_correct": float(np.mean(mat.correct.any(axis=1)))},
+        "majority_vote": majority,
+        "symbol_bias": bias,
+        "honest_best": honest,
+        "questions": questions,
+    }
+
+
+def _num(x: float) -> float | None:
+    return None if x is None or not math.isfinite(float(x)) else float(x)
+
+
+def _clean(obj: Any) -> Any:
+    """JSON-safe: NaN/inf -> None, numpy scalars -> Python."""
+    if isinstance(obj, dict):
+        return {str(k): _clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_clean(v) for v in obj]
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+# --------------------------------------------------------------------------- files
+
+
+def _tmp(path: Path) -> Path:
+    return path.with_name(path.name + ".tmp")
+
+
+def _write_json(path: Path, doc: dict[str, Any]) -> None:
+    tmp = _tmp(path)
+    tmp.write_text(json.dumps(_clean(doc), indent=2, allow_nan=False) + "\n")
+    os.replace(tmp, path)
+
+
+def _write_csv(path: Path, metrics: list[dict[str, Any]]) -> None:
+    tmp = _tmp(path)
+    with tmp.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(CSV_FIELDS)
+        for r in metrics:
+            w.writerow(["" if r[k] is None else (f"{r[k]:.6g}" if isinstance(r[k], float) else r[k])
+                        for k in CSV_FIELDS])
+    os.replace(tmp, path)
+
+
+_COLORS = {scoring.LETTER: "#4c72b0", scoring.OPTION: "#dd8452", scoring.OPTION_NORM: "#c44e52"}
+
+
+def _write_png(path: Path, res: dict[str, Any], *, title: str) -> None:
+    """Horizontal bars sorted by accuracy with CI whiskers, lines at chance and at the default prompt."""
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Patch
+
+    rows = list(reversed(res["metrics"]))  # best at the top
+    fig = Figure(figsize=(7.5, 1.2 + 0.28 * len(rows)), layout="constrained")
+    ax = fig.subplots()
+    y = np.arange(len(rows))
+    acc = np.array([r["accuracy"] for r in rows])
+    lo = np.array([r["ci_lo"] for r in rows], dtype=float)
+    hi = np.array([r["ci_hi"] for r in rows], dtype=float)
+    err = np.nan_to_num(np.stack([acc - lo, hi - acc]).clip(min=0))
+    ax.barh(y, acc, xerr=err, color=[_COLORS.get(r["scoring"], "grey") for r in rows], capsize=2,
+            error_kw={"elinewidth": 0.8})
+    ax.set_yticks(y, [r["variant"] for r in rows], fontsize=8)
+    chance = ax.axvline(res["chance"], color="black", linestyle=":", linewidth=1, label=f"chance {res['chance']:.2f}")
+    handles = [Patch(color=c, label=k) for k, c in _COLORS.items() if any(r["scoring"] == k for r in rows)]
+    if res["default"] is not None:
+        d = res["default"]["accuracy"]
+        handles.append(ax.axvline(d, color="green", linestyle="--", linewidth=1, label=f"default {d:.2f}"))
+    handles.append(chance)
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("accuracy (95% bootstrap CI over questions)")
+    ax.set_title(title, fontsize=10)
+    ax.legend(handles=handles, fontsize=7, loc="lower right")
+    tmp = _tmp(path)
+    fig.savefig(tmp, format="png", dpi=110)
+    os.replace(tmp, path)
+
+
+# --------------------------------------------------------------------------- summary
+
+
+def _fmt(e: dict[str, Any] | None) -> str:
+    if e is None:
+        return "n/a"
+    return f"{e['value']:.3f} [{e['lo']:.3f}, {e['hi']:.3f}]"
+
+
+def _opt(x: float | None, spec: str = ".3f") -> str:
+    return "-" if x is None else format(x, spec)
+
+
+def summarize(out_dir: str | Path) -> str:
+    """The per-variant table sorted by accuracy and the summary lines, from DIR/results.json."""
+    doc = json.loads((Path(out_dir) / RESULTS_NAME).read_text())
+    prov = doc["provenance"]
+    lines = [f"{prov['model']} ({prov['weight_hash']}) on {prov['task']}:{prov['split']}, "
+             f"{doc['n_questions']} questions, {len(doc['metrics'])} metrics -> {Path(out_dir)}"]
+    w = max(12, *(len(r["variant"]) for r in doc["metrics"]))
+    lines.append(f"{'variant':<{w}}  {'scoring':<11} {'acc':>6}  {'95% CI':<15} {'dev':>6} {'test':>6}")
+    for r in doc["metrics"]:
+        ci = f"[{r['ci_lo']:.3f}, {r['ci_hi']:.3f}]" if r["ci_lo"] is not None else "-"
+        lines.append(f"{r['variant']:<{w}}  {r['scoring']:<11} {r['accuracy']:>6.3f}  {ci:<15} "
+                     f"{_opt(r['dev_acc']):>6} {_opt(r['test_acc']):>6}")
+    d = doc["default"]
+    lines.append(f"chance {doc['chance']:.3f}; straight-up prompt (default): "
+                 + (f"{d['accuracy']:.3f} [{d['ci_lo']:.3f}, {d['ci_hi']:.3f}]" if d else "not run"))
+    sp = doc["spread"]["all"]
+    lines.append(f"spread over {sp['n_variants']} metrics: max - min = {sp['max']:.3f} - {sp['min']:.3f} = "
+                 f"{sp['spread']:.3f} (std {sp['std']:.3f})"
+                 + (f"; lettered only: {doc['spread']['lettered']['spread']:.3f}" if doc["spread"]["lettered"] else ""))
+    ag = doc["agreement"]
+    lines.append(f"agreement across metrics per question: mean {ag['mean']:.3f}, unanimous {ag['unanimous_fraction']:.3f}; "
+                 f"some metric correct (oracle) {ag['oracle_any_correct']:.3f}")
+    mv = doc["majority_vote"]
+    text = f"majority vote over {mv['n_variants']} metrics: {_fmt(mv['accuracy'])}"
+    if mv["diff_vs_default"] is not None:
+        text += f" vs default {mv['default_accuracy']:.3f} (diff {_fmt(mv['diff_vs_default'])})"
+    if mv["lettered_only"]:
+        text += f"; lettered only ({mv['lettered_only']['n_variants']}): {_fmt(mv['lettered_only']['accuracy'])}"
+    lines.append(text)
+    hb = doc["honest_best"]
+    lines.append(f"honest best: '{hb['chosen']}' chosen on {hb['n_dev']} dev questions (dev {hb['dev_accuracy']:.3f}), "
+                 f"test {_fmt(hb['test_accuracy'])} on {hb['n_test']}; default on test {_opt(hb['default_test_accuracy'])}")
+    lines.append(f"naive max on test: '{hb['naive_max_variant']}' {hb['naive_max_test']:.3f} "
+                 f"(inflation {hb['inflation']:+.3f}; expected max by chance {hb['expected_max_by_chance']:+.3f})")
+    if STRAIGHT_UP in doc["symbol_bias"]:
+        b = doc["symbol_bias"][STRAIGHT_UP]
+        dist = lambda xs: "/".join(f"{x:.2f}" for x in xs)  # noqa: E731
+        lines.append(f"symbol bias of default: predicted {dist(b['pred_dist'])} vs gold {dist(b['gold_dist'])} "
+                     f"(TV {b['tv_distance']:.3f}, chi2 p {b['chi2_p']:.2g})")
+    if doc["dropped"]:
+        lines.append("dropped: " + "; ".join(f"{k} ({v})" for k, v in doc["dropped"].items()))
+    return "\n".join(lines)

@@ -1,0 +1,499 @@
+"""What changes inside a model when it is locked and unlocked (`python cli.py diff`).
+
+Checkpoints and roles (labels in every output):
+
+- ``a``: the reference, e.g. the locked model. Every *update* is ``X - a`` for the compared checkpoints.
+- ``b`` and ``c`` (``c1``, ``c2``, ... when several): compared checkpoints, e.g. unlocking runs on different samples.
+- ``base`` (optional): the checkpoint ``a`` was made from, e.g. the model before locking. It adds the *prior update*
+  ``a - base`` and its cosine with every update: -1 means the update undoes it (unlocking undoes locking), ~0 that
+  it goes somewhere else. With two or more compared checkpoints, their updates are also compared pairwise and with
+  their mean (do unlocking runs on different samples agree?).
+
+One run writes one directory:
+
+- ``captures/{label}.{nopw,pw}.h5``: activation stores (`hooks.store` layout, float32 residuals) of every checkpoint
+  on the same questions, without and with the password (placed by `locking.password`; without it, no-password only);
+- ``results.json`` (schema ``gaplens.diff/1``, see `summarize` for what is printed): per-parameter weight changes,
+  per-layer activation similarity, logit lens and probe transfer;
+- ``weights_*.png`` heatmaps (layer x component) and ``activations.png``, ``lens.png``, ``probe.png`` curves.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from eval import stats, tasks, variants
+from eval.provenance import config_hash, stamp, to_jsonable
+from eval.records import MCRecord
+from hooks import capture as cap
+from hooks.models import LoadedModel, load_hf, wrap
+from hooks.store import Store, StoreWriter
+from locking import diff
+
+log = logging.getLogger(__name__)
+
+SCHEMA = "gaplens.diff/1"
+RESULTS_NAME = "results.json"
+CONDITIONS = ("nopw", "pw")
+
+
+@dataclass(frozen=True)
+class Config:
+    """Checkpoints of one architecture compared on the same questions."""
+
+    a: str | None = field(default=None, metadata={"help": "reference checkpoint (e.g. locked); updates are X - a"})
+    b: str | None = field(default=None, metadata={"help": "checkpoint compared with --a (e.g. unlocked)"})
+    c: tuple[str, ...] = field(default=(), metadata={"help": "more checkpoints compared like --b"})
+    base: str | None = field(default=None, metadata={"help": "checkpoint --a was made from (e.g. base): adds the "
+                                                              "prior update a - base and whether updates undo it"})
+    task: str = field(default="capitals", metadata={"help": "task name (see `cli.py tasks`)"})
+    split: str = field(default="test", metadata={"help": "task split"})
+    data_dir: str | None = field(default=None, metadata={"help": "benchmark data directory ($GAPLENS_DATA_DIR)"})
+    n: int = field(default=64, metadata={"help": "number of questions (seeded subsample)"})
+    variant: str = field(default="default", metadata={"help": "prompt variant (letter scoring)"})
+    password: bool = field(default=True, metadata={"help": "also run every checkpoint with the password"})
+    probe_on: str = field(default="a", metadata={"help": "label whose with-password activations train the probe"})
+    out: str = field(default="runs/diff", metadata={"help": "output directory"})
+    seed: int = field(default=0, metadata={"help": "seed for subsampling and the probe's question split"})
+    top_k: int = field(default=8, metadata={"help": "singular values kept per update matrix"})
+    batch_size: int = field(default=16, metadata={"help": "rows per forward pass"})
+    dtype: str = field(default="float32", metadata={"help": "model dtype: float32 or bfloat16"})
+
+    def __post_init__(self) -> None:
+        if not self.a or not self.b:
+            raise ValueError("--a and --b are required: two checkpoints (model names or HF directories)")
+        if self.n < 4:
+            raise ValueError(f"--n must be at least 4 (CKA and the probe split need questions), got {self.n}")
+        if self.probe_on not in labels(self):
+            raise ValueError(f"--probe-on {self.probe_on!r} is not a checkpoint label; labels: {labels(self)}")
+        if self.dtype not in ("float32", "bfloat16"):
+            raise ValueError(f"--dtype must be float32 or bfloat16, got {self.dtype!r}")
+
+
+def labels(cfg: Config) -> list[str]:
+    """Checkpoint labels in order: base (if given), a, b, c or c1, c2, ..."""
+    cs = ["c"] if len(cfg.c) == 1 else [f"c{i + 1}" for i in range(len(cfg.c))]
+    return (["base"] if cfg.base else []) + ["a", "b", *cs]
+
+
+def checkpoints(cfg: Config) -> dict[str, str]:
+    """label -> checkpoint name or path."""
+    paths = ([cfg.base] if cfg.base else []) + [cfg.a, cfg.b, *cfg.c]
+    return dict(zip(labels(cfg), paths, strict=True))
+
+
+def password_placement() -> tuple[str, Callable[[variants.Prompt], variants.Prompt]] | None:
+    """(name, prompt -> prompt with the password) from `locking.password`, or None where it does not exist."""
+    try:
+        from locking import password
+    except ImportError:
+        return None
+    fn = getattr(password, "with_password", None) or getattr(password, "add_password", None)
+    if fn is None:
+        return None
+    return getattr(password, "DEFAULT_PLACEMENT", "default"), fn
+
+
+# --------------------------------------------------------------------------- capture
+
+
+@dataclass(frozen=True)
+class _Row:
+    question_id: str
+    label: int
+    answer_original: int
+    order: tuple[int, ...]
+    ids: tuple[int, ...]
+    choice_ids: tuple[int, ...]
+
+
+def _plan(model: LoadedModel, records: Sequence[MCRecord], spec: variants.VariantSpec, pool: Sequence[MCRecord],
+          place: Callable[[variants.Prompt], variants.Prompt] | None, seed: int) -> list[_Row]:
+    from hooks.run import _shots  # the capture runner's few-shot draw, so prompts match `cli.py eval`
+
+    rows = []
+    for rec in records:
+        prompt = variants.render(spec, rec, _shots(pool, rec, spec.shots, seed))
+        if place is not None:
+            prompt = place(prompt)
+        text = variants.to_text(prompt, model.chat_template())
+        ids = model.tokenizer(text, add_special_tokens=not spec.chat).input_ids
+        choice = cap.choice_token_ids(model, ids, text, prompt.continuations)
+        if len(set(choice)) != len(choice):
+            raise ValueError(f"--variant {spec.name()}: answer symbols do not start with distinct tokens")
+        rows.append(_Row(rec.id, prompt.answer, prompt.order[prompt.answer], prompt.order, tuple(ids), tuple(choice)))
+    return rows
+
+
+def _capture(model: LoadedModel, rows: list[_Row], path: Path, *, chash: str, config: dict[str, Any],
+             prov: dict[str, Any], batch_size: int) -> Path:
+    """Residuals of every layer, answer logits and the logit lens at the answer position into one store."""
+    if path.exists():
+        with Store(path) as s:
+            if s.file.attrs.get("config_hash") == chash:
+                return path
+        path.unlink()
+    rows = sorted(rows, key=lambda r: len(r.ids))
+    max_c = max(len(r.order) for r in rows)
+    order = np.full((len(rows), max_c), -1, dtype=np.int64)
+    for i, r in enumerate(rows):
+        order[i, : len(r.order)] = r.order
+    table = {"question_id": np.array([r.question_id for r in rows], dtype=object),
+             "variant_id": np.array([config["variant"]] * len(rows), dtype=object),
+             "option_index": np.full(len(rows), -1), "label": np.array([r.label for r in rows]),
+             "answer_original": np.array([r.answer_original for r in rows]),
+             "n_choices": np.array([len(r.order) for r in rows]), "n_tokens": np.array([len(r.ids) for r in rows])}
+    layers = list(range(model.n_layers + 1))
+    writer = StoreWriter.open(path, rows=table, order=order, n_layers_stored=len(layers), d_model=model.d_model,
+                              layers=layers, config=config, config_hash=chash, provenance=prov,
+                              block_rows=batch_size, resid_dtype="float32")
+    try:
+        for b in range(writer.n_blocks):
+            if writer.done(b):
+                continue
+            part = rows[writer.block_slice(b)]
+            choice = torch.full((len(part), max_c), -1, dtype=torch.long)
+            for i, r in enumerate(part):
+                choice[i, : len(r.choice_ids)] = torch.tensor(r.choice_ids)
+            res = cap.hooked_forward(model, [r.ids for r in part], layers=layers, choice_ids=choice)
+            writer.write_block(b, {
+                "resid": cap.to_numpy(res.resid).astype(np.float32),
+                "answer_logits": cap.to_numpy(res.last_logits[:, 0]),
+                "lens_logits": cap.to_numpy(cap.logit_lens(model, res.resid, choice)),
+                "option_ntokens": np.zeros(len(part), dtype=np.int32),
+                "option_nchars": np.zeros(len(part), dtype=np.int32)})
+        return writer.finish()
+    finally:
+        writer.close()
+
+
+@dataclass
+class Acts:
+    """One checkpoint under one condition, rows sorted by question id."""
+
+    qids: np.ndarray  # (n,)
+    labels: np.ndarray  # (n,)
+    resid: np.ndarray  # (n, layers, d)
+    lens: np.ndarray  # (n, layers, choices)
+    answer: np.ndarray  # (n, choices)
+
+
+def read_acts(path: Path) -> Acts:
+    """A diff capture store as arrays, rows in question-id order."""
+    with Store(path) as s:
+        idx = np.argsort(s.rows["question_id"], kind="stable")
+        return Acts(s.rows["question_id"][idx], s.rows["label"][idx], s.file["resid"][:][idx],
+                    s.array("lens_logits")[idx], s.array("answer_logits")[idx])
+
+
+# --------------------------------------------------------------------------- analysis
+
+
+def _per_layer(fn: Callable[[np.ndarray, np.ndarray], float], x: Acts, y: Acts) -> list[float]:
+    return [fn(x.resid[:, i], y.resid[:, i]) for i in range(x.resid.shape[1])]
+
+
+def _gold_prob(logits: np.ndarray, gold: np.ndarray) -> np.ndarray:
+    """(n, layers, choices) lens logits (NaN: no such choice), (n,) gold -> (n, layers) softmax prob of gold."""
+    z = np.where(np.isnan(logits), -np.inf, logits)
+    p = np.exp(z - z.max(-1, keepdims=True))
+    p /= p.sum(-1, keepdims=True)
+    return p[np.arange(len(gold)), :, gold]
+
+
+def activation_report(acts: dict[tuple[str, str], Acts], ref: str) -> dict[str, Any]:
+    """Per-layer similarity to the reference, the password's effect, distance to the reference's with-password
+    representations, and the logit lens of every checkpoint and condition."""
+    conds = sorted({c for _, c in acts}, key=CONDITIONS.index)
+    labs = list(dict.fromkeys(lab for lab, _ in acts))
+    out: dict[str, Any] = {"vs_reference": {}, "password_effect": {}, "to_reference_password": {}, "lens": {},
+                           "behaviour": {}}
+    for lab in labs:
+        out["lens"][lab], out["behaviour"][lab] = {}, {}
+        for cond in conds:
+            x = acts[lab, cond]
+            lens_pred = np.argmax(np.where(np.isnan(x.lens), -np.inf, x.lens), -1)  # (n, layers)
+            out["lens"][lab][cond] = {
+                "accuracy": (lens_pred == x.labels[:, None]).mean(0).tolist(),
+                "gold_prob": _gold_prob(x.lens, x.labels).mean(0).tolist()}
+            correct = np.argmax(np.where(np.isnan(x.answer), -np.inf, x.answer), -1) == x.labels
+            out["behaviour"][lab][cond] = stats.accuracy(correct).to_dict()
+            if lab != ref:
+                r = acts[ref, cond]
+                out["vs_reference"].setdefault(lab, {})[cond] = {
+                    "cka": _per_layer(diff.linear_cka, x, r),
+                    "cka_debiased": _per_layer(lambda u, v: diff.linear_cka(u, v, debiased=True), x, r),
+                    "cosine": _per_layer(diff.mean_cosine, x, r)}
+        if "pw" in conds:
+            no, pw = acts[lab, "nopw"], acts[lab, "pw"]
+            out["password_effect"][lab] = {"cka": _per_layer(diff.linear_cka, no, pw),
+                                           "cosine": _per_layer(diff.mean_cosine, no, pw),
+                                           "distance": _per_layer(diff.relative_distance, no, pw)}
+            out["to_reference_password"][lab] = {"distance": _per_layer(diff.relative_distance, no, acts[ref, "pw"]),
+                                                 "cosine": _per_layer(diff.mean_cosine, no, acts[ref, "pw"])}
+    return out
+
+
+def probe_transfer(acts: dict[tuple[str, str], Acts], train_on: tuple[str, str], seed: int) -> dict[str, Any]:
+    """Per-layer probes trained on `train_on`'s activations of the train questions, tested on every checkpoint
+    and condition on the test questions (split by question id). The reported layer is chosen by grouped
+    cross-validation on the train questions only."""
+    src = acts[train_on]
+    train_ids, test_ids = stats.split_ids(src.qids.tolist(), 0.5, seed)
+    tr = np.isin(src.qids, train_ids)
+    n_layers = src.resid.shape[1]
+    cv, probes = [], []
+    for layer in range(n_layers):
+        x, y = src.resid[tr, layer], src.labels[tr]
+        ok = len(np.unique(y)) >= 2
+        cv.append(diff.grouped_cv_accuracy(x, y, src.qids[tr], seed=seed) if ok else math.nan)
+        probes.append(diff.fit_probe(x, y, seed=seed) if ok else None)
+    finite = {i: v for i, v in enumerate(cv) if np.isfinite(v)}
+    chosen = max(finite, key=lambda i: finite[i]) if finite else None
+    transfer: dict[str, Any] = {}
+    for (lab, cond), a in acts.items():
+        m = np.isin(a.qids, test_ids)
+        accs, chosen_est = [], None
+        for layer, probe in enumerate(probes):
+            if probe is None:
+                accs.append(math.nan)
+                continue
+            correct = probe.predict(a.resid[m, layer].astype(np.float64)) == a.labels[m]
+            accs.append(float(correct.mean()))
+            if layer == chosen:
+                chosen_est = stats.accuracy(correct).to_dict()
+        transfer.setdefault(lab, {})[cond] = {"accuracy": accs, "chosen_layer": chosen_est}
+    return {"trained_on": f"{train_on[0]}/{train_on[1]}", "n_train_questions": len(train_ids),
+            "n_test_questions": len(test_ids), "cv_accuracy": cv, "chosen_layer": chosen, "transfer": transfer}
+
+
+def weight_report(states: dict[str, dict[str, torch.Tensor]], labs: list[str], top_k: int) -> dict[str, Any]:
+    """Updates X - a for every compared checkpoint, the prior update a - base, and their cosines."""
+    compared = [lab for lab in labs if lab not in ("a", "base")]
+    updates = {f"a->{x}": ("a", x) for x in compared}
+    pairs: list[tuple[str, str]] = []
+    if "base" in labs:
+        updates = {"base->a": ("base", "a"), **updates}
+        pairs += [("base->a", f"a->{x}") for x in compared]
+    names = [f"a->{x}" for x in compared]
+    pairs += [(u, v) for i, u in enumerate(names) for v in names[i + 1:]]
+    if len(names) >= 2:
+        pairs += [(u, "mean") for u in names]
+    out = diff.weight_diff(states, updates, cosine_pairs=pairs, mean_of=names, k=top_k)
+    return {"updates": {u: list(p) for u, p in updates.items()}, "cosine_pairs": ["~".join(p) for p in pairs], **out}
+
+
+# --------------------------------------------------------------------------- run
+
+
+def run(cfg: Config) -> Path:
+    """Load every checkpoint, capture it with and without the password, compare; returns the output directory."""
+    out = Path(cfg.out)
+    chash = config_hash(cfg)
+    results = out / RESULTS_NAME
+    if results.exists():
+        if json.loads(results.read_text()).get("config_hash") == chash:
+            log.info("reusing finished diff %s", out)
+            return out
+        raise FileExistsError(f"{out} holds a diff with another config; choose another --out")
+    spec = variants.parse(cfg.variant)
+    if spec.scoring != "letter":
+        raise ValueError(f"--variant {cfg.variant!r}: the diff needs a lettered variant (letter scoring)")
+    task = tasks.TaskSpec(cfg.task, cfg.split, cfg.data_dir)
+    records = tasks.load_task(task, n=cfg.n, seed=cfg.seed)
+    pool = tasks.few_shot_pool(task) if spec.shots else []
+    placement = password_placement() if cfg.password else None
+    if cfg.password and placement is None:
+        log.warning("locking.password has no placement function: capturing without the password only")
+    conds = CONDITIONS if placement else CONDITIONS[:1]
+    out.mkdir(parents=True, exist_ok=True)
+    states: dict[str, dict[str, torch.Tensor]] = {}
+    models: dict[str, dict[str, Any]] = {}
+    acts: dict[tuple[str, str], Acts] = {}
+    arch = None
+    for lab, ckpt in checkpoints(cfg).items():
+        hf = load_hf(ckpt, dtype=getattr(torch, cfg.dtype))
+        if arch is not None and type(hf.model).__name__ != arch:
+            raise ValueError(f"--{lab.rstrip('0123456789')} {ckpt}: architecture {type(hf.model).__name__}, "
+                             f"the others are {arch}")
+        arch = type(hf.model).__name__
+        states[lab] = {k: v.detach() for k, v in hf.model.named_parameters()}  # before wrapping renames them
+        model = wrap(hf.model, hf.tokenizer, name=ckpt, source=hf.source, path=hf.path)
+        models[lab] = {"checkpoint": ckpt, **model.provenance()}
+        for cond in conds:
+            rows = _plan(model, records, spec, pool, placement[1] if cond == "pw" else None, cfg.seed)
+            ccfg = {"checkpoint": ckpt, "weight_hash": model.weight_hash, "task": cfg.task, "split": cfg.split,
+                    "n": cfg.n, "seed": cfg.seed, "variant": spec.name(), "condition": cond,
+                    "placement": placement[0] if cond == "pw" else None}
+            path = _capture(model, rows, out / "captures" / f"{lab}.{cond}.h5", chash=config_hash(ccfg),
+                            config=ccfg, prov=stamp(**model.provenance(), task=cfg.task, split=cfg.split,
+                                                    seed=cfg.seed, condition=cond),
+                            batch_size=cfg.batch_size)
+            acts[lab, cond] = read_acts(path)
+        del model
+    ref_ids = acts["a", "nopw"].qids
+    for key, a in acts.items():
+        if not np.array_equal(a.qids, ref_ids):
+            raise ValueError(f"captures of {key[0]}/{key[1]} are not on the same questions as a/nopw")
+    labs = list(states)
+    doc = {
+        "schema": SCHEMA, "config": to_jsonable(cfg), "config_hash": chash,
+        "provenance": stamp(task=cfg.task, split=cfg.split, seed=cfg.seed, architecture=arch,
+                            checkpoints={lab: m["weight_hash"] for lab, m in models.items()}),
+        "checkpoints": models, "conditions": list(conds), "password_placement": placement[0] if placement else None,
+        "n_questions": len(ref_ids), "layers": list(range(acts["a", "nopw"].resid.shape[1])),
+        "weights": weight_report(states, labs, cfg.top_k),
+        "activations": activation_report(acts, "a"),
+        "probe": probe_transfer(acts, (cfg.probe_on, conds[-1]), cfg.seed),
+    }
+    _write_plots(out, doc)
+    _write_json(results, doc)
+    return out
+
+
+# --------------------------------------------------------------------------- files
+
+
+def _clean(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): _clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_clean(v) for v in obj]
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def _write_json(path: Path, doc: dict[str, Any]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(_clean(doc), indent=1, allow_nan=False) + "\n")
+    os.replace(tmp, path)
+
+
+def _save(fig: Any, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    fig.savefig(tmp, format="png", dpi=100)
+    os.replace(tmp, path)
+
+
+def _heatmaps(path: Path, params: list[dict[str, Any]], panels: list[tuple[str, str, str]], cmap: str,
+              vlim: tuple[float, float] | None) -> None:
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(3.2 * len(panels) + 1, 4), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(1, len(panels)))
+    for ax, (title, value, update) in zip(axes, panels, strict=True):
+        layers, comps, grid = diff.layer_component_grid(params, value, update)
+        kw = {"vmin": vlim[0], "vmax": vlim[1]} if vlim else {}
+        im = ax.imshow(grid, aspect="auto", cmap=cmap, origin="lower", **kw)
+        ax.set_xticks(range(len(comps)), comps, rotation=60, fontsize=7)
+        ax.set_yticks(range(len(layers)), layers, fontsize=6)
+        ax.set_title(title, fontsize=9)
+        ax.set_ylabel("layer")
+        fig.colorbar(im, ax=ax, shrink=0.8)
+    _save(fig, path)
+
+
+def _curves(ax: Any, series: dict[str, list[float | None]], title: str, ylabel: str) -> None:
+    for name, ys in series.items():
+        ax.plot([np.nan if y is None else y for y in ys], marker=".", linestyle="--" if "/pw" in name else "-",
+                label=name)
+    ax.set_title(title, fontsize=9)
+    ax.set_xlabel("layer")
+    ax.set_ylabel(ylabel)
+    if series:
+        ax.legend(fontsize=6)
+
+
+def _write_plots(out: Path, doc: dict[str, Any]) -> None:
+    from matplotlib.figure import Figure
+
+    w, act = doc["weights"], doc["activations"]
+    params = w["params"]
+    _heatmaps(out / "weights_relative_change.png", params,
+              [(f"relative change {u}", "relative_change", u) for u in w["updates"]], "viridis", None)
+    _heatmaps(out / "weights_effective_rank.png", params,
+              [(f"effective rank {u}", "effective_rank", u) for u in w["updates"]], "magma", None)
+    if w["cosine_pairs"]:
+        _heatmaps(out / "weights_cosine.png", params, [(f"cos {p}", p, "") for p in w["cosine_pairs"]],
+                  "coolwarm", (-1.0, 1.0))
+    fig = Figure(figsize=(13, 3.6), layout="constrained")
+    axes = fig.subplots(1, 4)
+    _curves(axes[0], {f"{lab}/{c}": v["cka"] for lab, d in act["vs_reference"].items() for c, v in d.items()},
+            "linear CKA with a", "CKA")
+    _curves(axes[1], {f"{lab}/{c}": v["cosine"] for lab, d in act["vs_reference"].items() for c, v in d.items()},
+            "mean cosine with a", "cosine")
+    _curves(axes[2], {lab: v["distance"] for lab, v in act["password_effect"].items()},
+            "no password vs own with-password", "relative distance")
+    _curves(axes[3], {lab: v["distance"] for lab, v in act["to_reference_password"].items()},
+            "no password vs a with password", "relative distance")
+    _save(fig, out / "activations.png")
+    fig = Figure(figsize=(9, 3.6), layout="constrained")
+    axes = fig.subplots(1, 2)
+    _curves(axes[0], {f"{lab}/{c}": v["accuracy"] for lab, d in act["lens"].items() for c, v in d.items()},
+            "logit lens accuracy", "accuracy")
+    _curves(axes[1], {f"{lab}/{c}": v["accuracy"] for lab, d in doc["probe"]["transfer"].items()
+                      for c, v in d.items()}, f"probe trained on {doc['probe']['trained_on']}", "test accuracy")
+    _save(fig, out / "lens_probe.png")
+
+
+# --------------------------------------------------------------------------- summary
+
+
+def _f(x: float | None, spec: str = ".2f") -> str:
+    return "  -" if x is None else format(x, spec)
+
+
+def summarize(out_dir: str | Path) -> str:
+    """Compact tables from DIR/results.json: checkpoints, weight updates, per-layer activations and probes."""
+    doc = json.loads((Path(out_dir) / RESULTS_NAME).read_text())
+    act, w, pr = doc["activations"], doc["weights"], doc["probe"]
+    lines = [f"diff of {len(doc['checkpoints'])} checkpoints on {doc['config']['task']}, {doc['n_questions']} "
+             f"questions, conditions {'/'.join(doc['conditions'])} -> {Path(out_dir)}",
+             f"{'label':<6} {'weight hash':<17} {'acc nopw':<20} {'acc pw':<20} checkpoint"]
+    for lab, m in doc["checkpoints"].items():
+        beh = act["behaviour"][lab]
+        acc = [f"{e['value']:.2f} [{e['lo']:.2f},{e['hi']:.2f}]" if e else "-" for e in
+               (beh.get("nopw"), beh.get("pw"))]
+        lines.append(f"{lab:<6} {m['weight_hash']:<17} {acc[0]:<20} {acc[1]:<20} {m['checkpoint']}")
+    lines.append("weights: update, relative change (whole model), top components [rel change, effective rank]")
+    for u in w["updates"]:
+        ranked = sorted((p for p in w["params"] if p["updates"][u].get("relative_change") is not None),
+                        key=lambda p: -p["updates"][u]["relative_change"])[:3]
+        tops = ", ".join(f"L{p['layer']}.{p['component']} [{p['updates'][u]['relative_change']:.2g}, "
+                         f"{_f(p['updates'][u].get('spectrum', {}).get('effective_rank'), '.1f')}]" for p in ranked)
+        lines.append(f"  {u:<10} {_f(w['totals']['relative_change'][u], '.3g'):>8}   {tops}")
+    for pair, v in w["totals"]["cosine"].items():
+        lines.append(f"  cos {pair:<22} {_f(v, '+.3f')}")
+    labs = [lab for lab in doc["checkpoints"] if lab != "a"]
+    head = ["layer"] + [f"CKA {lab}" for lab in labs] + [f"pwΔ {lab}" for lab in act["password_effect"]] + \
+        [f"lens {lab}" for lab in doc["checkpoints"]] + [f"probe {lab}" for lab in doc["checkpoints"]]
+    lines.append("per layer: CKA with a (no password); pwΔ relative distance no-password -> own with-password; "
+                 "logit-lens accuracy (no password); probe transfer accuracy (no password, test questions)")
+    lines.append(" ".join(f"{h:>9}" for h in head))
+    for i in doc["layers"]:
+        row = [str(i)] + [_f(act["vs_reference"][lab]["nopw"]["cka"][i]) for lab in labs]
+        row += [_f(v["distance"][i]) for v in act["password_effect"].values()]
+        row += [_f(act["lens"][lab]["nopw"]["accuracy"][i]) for lab in doc["checkpoints"]]
+        row += [_f(pr["transfer"][lab]["nopw"]["accuracy"][i]) for lab in doc["checkpoints"]]
+        lines.append(" ".join(f"{x:>9}" for x in row))
+    ch = pr["chosen_layer"]
+    lines.append(f"probe trained on {pr['trained_on']} ({pr['n_train_questions']} train / {pr['n_test_questions']} "
+                 f"test questions); layer {ch} chosen by cross-validation on train questions:")
+    for lab, d in pr["transfer"].items():
+        txt = "; ".join(f"{c} {e['chosen_layer']['value']:.2f} [{e['chosen_layer']['lo']:.2f},"
+                        f"{e['chosen_layer']['hi']:.2f}]" for c, e in d.items() if e["chosen_layer"])
+        lines.append(f"  {lab:<6} {txt or '-'}")
+    return "\n".join(lines)

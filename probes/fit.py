@@ -1,0 +1,149 @@
+"""Fitting probes layer by layer on train questions and scoring them on held-out test questions.
+
+For every layer and target, a `LinearProbe` is fit on the train questions only (its C chosen by GroupKFold over
+train question ids, scored per question), then scored once on the test questions. The layer (and target) is
+chosen by that train cross-validation score alone; test accuracy is only ever reported, never compared.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from eval.stats import accuracy, select_then_report
+from hooks.store import Store
+from probes.linear import LinearProbe
+from probes.targets import Target, probe_scores, question_correct, shuffled_labels
+
+MAX_IN_MEMORY_BYTES = 2 * 1024**3  # read every stored layer at once when the rows' residuals fit in this
+
+
+class FeatureReader:
+    """Residuals of some store rows, layer by layer (read in one go when small enough)."""
+
+    def __init__(self, store: Store, rows: np.ndarray) -> None:
+        self.store = store
+        self.rows = np.unique(np.asarray(rows))
+        mask = np.zeros(len(store), dtype=bool)
+        mask[self.rows] = True
+        self._mask = mask
+        ds = store.file["resid"] if store.has_resid else None
+        if ds is None:
+            raise ValueError(f"{store.path} has no residuals (captured with resid=False); probes need them")
+        size = len(self.rows) * ds.shape[1] * ds.shape[2] * ds.dtype.itemsize
+        self._all = ds[:][mask] if size <= MAX_IN_MEMORY_BYTES else None
+
+    def layer(self, pos: int, rows: np.ndarray) -> np.ndarray:
+        """(len(rows), d_model) float32 at stored layer position `pos` for store rows `rows` (a subset)."""
+        idx = np.searchsorted(self.rows, rows)
+        if self._all is not None:
+            return self._all[idx, pos, :].astype(np.float32)
+        return self.store.resid(pos, self._mask)[idx]
+
+
+@dataclass
+class LayerFit:
+    """One probe at one layer: its train CV score and chosen C, and its test questions' correctness."""
+
+    cv: float
+    C: float
+    test_ids: np.ndarray
+    test_correct: np.ndarray
+    probe: LinearProbe
+
+    def test_estimate(self) -> dict[str, Any]:
+        return accuracy(self.test_correct).to_dict()
+
+
+def fit_layer(
+    target: Target, X: np.ndarray, train: np.ndarray, *, y_train: np.ndarray | None = None,
+    probe_kwargs: Mapping[str, Any] | None = None,
+) -> LayerFit:
+    """Fit on rows where `train` (bool, aligned with target rows); score per question on the other rows.
+
+    `y_train` replaces the train labels (the shuffled-label control); test labels are always the true ones.
+    """
+    tr = target.subset(train)
+    if y_train is not None:
+        tr = tr.with_labels(y_train)
+    te = target.subset(~train)
+    Xtr = X[train]
+
+    def score_fn(fold: LinearProbe, val: np.ndarray) -> float:
+        part = tr.subset(val)
+        return float(np.mean(question_correct(part, probe_scores(part, fold, Xtr[val]))[1]))
+
+    probe = LinearProbe(**(probe_kwargs or {})).fit(Xtr, tr.y, tr.groups, score_fn=score_fn)
+    ids, correct = question_correct(te, probe_scores(te, probe, X[~train]))
+    return LayerFit(probe.cv_score_, probe.C_, ids, correct, probe)
+
+
+@dataclass
+class Sweep:
+    """Per target, one `LayerFit` per stored layer position; `kind` is "probe", "shuffled" or "random-init"."""
+
+    kind: str
+    fits: dict[str, list[LayerFit]]
+
+    def test_by_layer(self) -> dict[str, list[dict[str, Any]]]:
+        return {t: [f.test_estimate() for f in fits] for t, fits in self.fits.items()}
+
+    def cv_by_layer(self) -> dict[str, list[float]]:
+        return {t: [f.cv for f in fits] for t, fits in self.fits.items()}
+
+
+def sweep_layers(
+    reader: FeatureReader,
+    targets: Sequence[Target],
+    train_ids: Sequence[str],
+    layer_positions: Sequence[int],
+    *,
+    kinds: Sequence[str] = ("probe",),
+    seed: int = 0,
+    probe_kwargs: Mapping[str, Any] | None = None,
+    desc: str = "probes",
+) -> dict[str, Sweep]:
+    """Fit every target at every layer position for each kind: "probe" (true labels) and/or "shuffled"
+    (labels shuffled within train questions, same pipeline). Returns kind -> Sweep."""
+    train_set = np.asarray(sorted(set(train_ids)))
+    masks = {t.name: np.isin(t.groups, train_set) for t in targets}
+    for t in targets:
+        if not masks[t.name].any() or masks[t.name].all():
+            raise ValueError(f"{t.name} target: the split leaves no train or no test questions")
+    rng = np.random.default_rng(seed)
+    shuffled = {t.name: shuffled_labels(t.subset(masks[t.name]), rng) for t in targets}
+    out = {k: Sweep(k, {t.name: [] for t in targets}) for k in kinds}
+    for pos in tqdm(layer_positions, desc=desc, unit="layer"):
+        for t in targets:
+            X = reader.layer(pos, t.rows)
+            for k in kinds:
+                y = shuffled[t.name] if k == "shuffled" else None
+                out[k].fits[t.name].append(fit_layer(t, X, masks[t.name], y_train=y, probe_kwargs=probe_kwargs))
+    return out
+
+
+def select_layer(cv: Mapping[Hashable, float], test: Mapping[Hashable, float]) -> dict[str, Any]:
+    """Choose the key with the best train-CV score and report its test value (`eval.stats.select_then_report`)."""
+    return select_then_report(cv, test)
+
+
+def ceiling(sweep: Sweep, layers: Sequence[int]) -> dict[str, Any]:
+    """The honest ceiling: (target, layer) chosen on train CV over every target and layer, reported on test,
+    with the naive max over test and the gap between them."""
+    cv, test, est = {}, {}, {}
+    for t, fits in sweep.fits.items():
+        for layer, f in zip(layers, fits):
+            cv[(t, layer)], test[(t, layer)] = f.cv, float(np.mean(f.test_correct))
+            est[(t, layer)] = f
+    sel = select_layer(cv, test)
+    (target, layer), (ntarget, nlayer) = sel["chosen"], sel["naive_max_key"]
+    return {
+        "target": target, "layer": layer, "test_accuracy": est[(target, layer)].test_estimate(),
+        "cv_accuracy": sel["dev_value"], "C": est[(target, layer)].C, "selected_on": "train-cv",
+        "naive_max": {"target": ntarget, "layer": nlayer, "test_accuracy": est[(ntarget, nlayer)].test_estimate()},
+        "gap": sel["gap"], "n_candidates": sel["n_candidates"],
+    }

@@ -1,0 +1,144 @@
+"""Tests for hooks.evaluate: the pipeline's accuracy against a plain Hugging Face forward pass, the CLI."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+import cli
+from eval import scoring, tasks, variants
+from hooks import evaluate
+from hooks.models import load_model
+
+SEED = 1  # tiny-llama with seed 1 does not answer the same letter for every question
+
+
+def independent_letter_predictions(variant: str, n: int, seed: int) -> dict[str, tuple[int, int, np.ndarray]]:
+    """question id -> (predicted ORIGINAL index, gold original index, logits of " A".." D"), computed with a
+    plain HF forward pass of one unpadded prompt at a time: no bridge, no gaplens capture code."""
+    model = load_model("tiny-llama", seed=seed)
+    tok, hf = model.tokenizer, model.hf_model
+    letter_ids = [tok(" " + s, add_special_tokens=False).input_ids for s in "ABCD"]
+    assert all(len(i) == 1 for i in letter_ids)
+    letter_ids = [i[0] for i in letter_ids]
+    spec = variants.parse(variant)
+    out = {}
+    for rec in tasks.load_task(tasks.TaskSpec("capitals", "test"), n=n, seed=seed):
+        assert len(rec.choices) == 4
+        prompt = variants.render(spec, rec)
+        ids = tok(variants.to_text(prompt), return_tensors="pt").input_ids
+        with torch.no_grad():
+            logits = hf(input_ids=ids).logits[0, -1, letter_ids].numpy()
+        pos = int(np.argmax(logits))
+        out[rec.id] = (prompt.order[pos], rec.answer, logits)
+    return out
+
+
+def test_default_accuracy_matches_plain_hf_forward(tmp_path: Path) -> None:
+    n = 12
+    cfg = evaluate.Config(model="tiny-llama", task="capitals", n=n, variants="default,rotate:1", seed=SEED,
+                          out=str(tmp_path), n_boot=200)
+    doc = json.loads((evaluate.run(cfg) / "results.json").read_text())
+    acc = {r["variant"]: r["accuracy"] for r in doc["metrics"]}
+    for variant in ("default", "rotate:1"):
+        ref = independent_letter_predictions(variant, n, SEED)
+        ref_acc = np.mean([pred == gold for pred, gold, _ in ref.values()])
+        assert acc[variant] == pytest.approx(ref_acc, abs=1e-12), variant
+        if variant == "default":
+            assert doc["default"]["accuracy"] == pytest.approx(ref_acc, abs=1e-12)
+            assert len({pred for pred, _, _ in ref.values()}) > 1  # a non-degenerate check
+            got = {q["id"]: (q["default_pred"], q["gold"]) for q in doc["questions"]}
+            assert got == {k: (p, g) for k, (p, g, _) in ref.items()}
+            with h5py.File(tmp_path / "activations.h5") as f:
+                qid = f["rows/question_id"].asstr()[:]
+                m = f["rows/variant_id"].asstr()[:] == "default"
+                logits = f["answer_logits"][:][m]
+                for q, row in zip(qid[m], logits, strict=True):
+                    np.testing.assert_allclose(row, ref[q][2], atol=1e-4)
+
+
+def test_cli_smoke(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["eval", "--model", "tiny-llama", "--task", "capitals", "--n", "16", "--variants",
+            "default,numbers,option,chat,shots:1", "--out", str(tmp_path)]
+    assert cli.main(argv) == 0
+    printed = capsys.readouterr().out
+    for needle in ("option[norm]", "spread over", "majority vote", "honest best", "naive max on test",
+                   "symbol bias of default"):
+        assert needle in printed
+    doc = json.loads((tmp_path / "results.json").read_text())
+    for key in ("schema", "config", "config_hash", "provenance", "variants_requested", "variants_run", "dropped",
+                "n_questions", "chance", "metrics", "default", "spread", "agreement", "majority_vote",
+                "symbol_bias", "honest_best", "questions"):
+        assert key in doc, key
+    prov = doc["provenance"]
+    for key in ("model", "weight_hash", "task", "split", "seed", "variants", "package_version"):
+        assert key in prov, key
+    assert prov["variants"] == ["default", "numbers", "option", "chat", "shots:1"] and doc["dropped"] == {}
+    names = [r["variant"] for r in doc["metrics"]]
+    assert sorted(names) == sorted(["default", "numbers", "option", "option[norm]", "chat", "shots:1"])
+    accs = [r["accuracy"] for r in doc["metrics"]]
+    assert accs == sorted(accs, reverse=True)
+    assert all(r["ci_lo"] <= r["accuracy"] <= r["ci_hi"] and r["n"] == 16 for r in doc["metrics"])
+    hb = doc["honest_best"]
+    assert hb["n_dev"] + hb["n_test"] == 16 and not set(hb["dev_ids"]) & set(hb["test_ids"])
+    assert set(doc["symbol_bias"]) == {"default", "numbers", "chat", "shots:1"}
+    assert doc["chance"] == pytest.approx(0.25)
+    with (tmp_path / "variants.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
+    assert list(rows[0]) == list(evaluate.CSV_FIELDS)
+    assert [r["variant"] for r in rows] == names
+    assert (tmp_path / "variants.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # rerunning the same command reuses the finished result
+    mtime = (tmp_path / "results.json").stat().st_mtime_ns
+    assert cli.main(argv) == 0
+    assert (tmp_path / "results.json").stat().st_mtime_ns == mtime
+
+
+def test_chat_variants_dropped_without_template(tmp_path: Path) -> None:
+    model = load_model("tiny-llama")
+    model.tokenizer.chat_template = None
+    cfg = evaluate.Config(model="tiny-llama", n=4, variants="default,chat,sys_assistant+chat", out=str(tmp_path),
+                          n_boot=50)
+    doc = json.loads((evaluate.run(cfg, model=model) / "results.json").read_text())
+    assert doc["variants_run"] == ["default"]
+    assert set(doc["dropped"]) == {"chat", "sys_assistant+chat"}
+    assert "no chat template" in doc["dropped"]["chat"]
+    assert "dropped: chat" in evaluate.summarize(tmp_path)
+
+
+def test_bad_flags_fail_before_writing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "x"
+    assert cli.main(["eval", "--model", "tiny-llama", "--dev-fraction", "1.5", "--out", str(out)]) == 2
+    assert "--dev-fraction" in capsys.readouterr().err
+    assert cli.main(["eval", "--model", "tiny-llama", "--variants", "default,bogus", "--out", str(out)]) == 2
+    assert "--variants" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_evaluate_predictions_on_hand_built_predictions() -> None:
+    # 6 questions, gold 0; "good" always right, "bad" always wrong (answers 1), "half" right on q0-q2
+    qs = [f"q{i}" for i in range(6)]
+    rows = [(q, v, 0 if v == "good" or (v == "half" and i < 3) else 1) for i, q in enumerate(qs)
+            for v in ("good", "bad", "half")]
+    q, v, pred = (np.array(x) for x in zip(*rows, strict=True))
+    n = len(q)
+    preds = scoring.Predictions(
+        question_id=q, variant=v, base_variant=v, scoring=np.full(n, scoring.LETTER), pred_pos=pred,
+        pred_orig=pred, gold_pos=np.zeros(n, dtype=int), gold_orig=np.zeros(n, dtype=int),
+        n_choices=np.full(n, 2), probs=np.full((n, 2), 0.5))
+    res = evaluate.evaluate_predictions(preds, seed=0, dev_fraction=0.5, n_boot=100)
+    assert [r["variant"] for r in res["metrics"]] == ["good", "half", "bad"]
+    assert [r["accuracy"] for r in res["metrics"]] == pytest.approx([1.0, 0.5, 0.0])
+    assert res["spread"]["all"]["spread"] == pytest.approx(1.0)
+    assert res["honest_best"]["chosen"] == "good" and res["honest_best"]["test_accuracy"]["value"] == 1.0
+    assert res["default"] is None and res["majority_vote"]["diff_vs_default"] is None
+    # majority of (right, wrong, right/wrong): right on q0-q2; on q3-q5 "bad" and "half" both say 1
+    assert res["majority_vote"]["accuracy"]["value"] == pytest.approx(0.5)
+    assert res["agreement"]["unanimous_fraction"] == 0.0
+    assert res["symbol_bias"]["bad"]["pred_dist"] == [0.0, 1.0]

@@ -1,0 +1,90 @@
+"""Model loading: names, local directories, errors, hashes, and the bridge against Hugging Face."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from hooks.models import ModelError, available_models, load_hf, load_model, weight_hash
+
+
+def test_bridge_logits_equal_hf_logits(tiny_model):
+    tok = tiny_model.tokenizer
+    enc = tok(["What is the capital of France?", "Answer: A"], return_tensors="pt", padding=True)
+    with torch.no_grad():
+        bridge = tiny_model.bridge(enc.input_ids, attention_mask=enc.attention_mask)
+        hf = tiny_model.hf_model(**enc).logits
+    assert torch.allclose(bridge, hf, atol=1e-5)
+
+
+def test_unknown_name_lists_available():
+    with pytest.raises(ModelError) as err:
+        load_model("no-such-model")
+    for name in available_models():
+        assert name in str(err.value)
+
+
+def _save_tiny(path):
+    plain = load_hf("tiny-llama")  # never wrapped by a bridge, so it can be saved
+    plain.model.save_pretrained(path)
+    plain.tokenizer.save_pretrained(path)
+
+
+def test_local_dir_round_trip_keeps_weight_hash(tiny_model, tmp_path):
+    _save_tiny(tmp_path / "ckpt")
+    again = load_model(str(tmp_path / "ckpt"))
+    assert again.source == "local"
+    assert again.weight_hash == tiny_model.weight_hash
+
+
+def test_missing_config_and_corrupt_weights_are_named(tiny_model, tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ModelError, match="config.json is missing"):
+        load_model(str(tmp_path / "empty"))
+    ckpt = tmp_path / "corrupt"
+    _save_tiny(ckpt)
+    (ckpt / "model.safetensors").write_bytes(b"not a safetensors file")
+    with pytest.raises(ModelError, match="could not load checkpoint"):
+        load_model(str(ckpt))
+
+
+def test_random_init_changes_weights_but_not_architecture(tiny_model):
+    control = load_model("tiny-llama", random_init=True, seed=1)
+    assert control.random_init
+    assert control.weight_hash != tiny_model.weight_hash
+    assert control.n_layers == tiny_model.n_layers and control.d_model == tiny_model.d_model
+
+
+def test_weight_hash_sees_a_single_changed_value(tiny_model):
+    import copy
+
+    model = copy.deepcopy(tiny_model.hf_model)
+    before = weight_hash(model)
+    with torch.no_grad():
+        next(model.parameters()).view(-1)[0] += 1e-3
+    assert weight_hash(model) != before
+
+
+@pytest.mark.slow
+def test_embedded_smollm2_bridge_equals_hf():
+    model = load_model("smollm2-135m-instruct")
+    enc = model.tokenizer(["The capital of France is", "2 + 2 ="], return_tensors="pt", padding=True)
+    with torch.no_grad():
+        bridge = model.bridge(enc.input_ids, attention_mask=enc.attention_mask)
+        hf = model.hf_model(**enc).logits
+    assert (bridge - hf).abs().max() < 1e-3
+
+
+def test_wrapped_model_saves_as_plain_checkpoint(tmp_path):
+    model = load_model("tiny-llama", seed=3)
+    with torch.no_grad():  # an update made through the wrapped model must reach the saved file
+        model.hf_model.lm_head.weight.add_(0.5)
+    model.save(tmp_path / "saved")
+    again = load_model(str(tmp_path / "saved"))
+    assert again.weight_hash == weight_hash_of_plain(again)
+    assert torch.allclose(again.hf_model.lm_head.weight, model.hf_model.lm_head.weight)
+
+
+def weight_hash_of_plain(loaded):
+    plain = load_hf(loaded.path)
+    return weight_hash(plain.model)

@@ -1,0 +1,80 @@
+"""The capture runner and the HDF5 store: layout, provenance, resume after interruption, reuse."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import hooks.run as run_mod
+from hooks.run import CaptureConfig, capture
+from hooks.store import Store, StoreError
+from hooks.store import tmp_path as store_tmp
+
+CFG = CaptureConfig(model="tiny-llama", task="capitals", n=12, variants=("default", "option", "numbers"), batch_size=4)
+
+
+def test_store_layout_and_provenance(tiny_model, tmp_path):
+    path = capture(CFG, tmp_path / "a.h5", model=tiny_model)
+    with Store(path) as s:
+        assert len(s) == 12 * 2 + 12 * 4  # two lettered variants + one option row per choice
+        assert set(s.variants()) == {"default", "option", "numbers"}
+        assert s.layers == list(range(tiny_model.n_layers + 1))
+        assert s.file["resid"].shape == (len(s), tiny_model.n_layers + 1, tiny_model.d_model)
+        lettered = s.mask(lettered=True)
+        assert np.isfinite(s.array("answer_logits", lettered)).all()
+        assert np.isnan(s.array("answer_logits", ~lettered)).all()
+        assert np.isfinite(s.array("option_logprob", ~lettered)).all()
+        # exactly one gold option per (question, option variant)
+        opt = ~lettered
+        golds = {q: 0 for q in set(s.rows["question_id"][opt])}
+        for q, lab in zip(s.rows["question_id"][opt], s.rows["label"][opt], strict=True):
+            golds[q] += lab
+        assert set(golds.values()) == {1}
+        for key in ("model", "weight_hash", "task", "split", "seed", "package_version", "variants"):
+            assert key in s.provenance
+        assert s.provenance["weight_hash"] == tiny_model.weight_hash
+
+
+def test_interrupted_capture_resumes_without_redoing_blocks(tiny_model, tmp_path, monkeypatch):
+    full = capture(CFG, tmp_path / "full.h5", model=tiny_model)
+    calls = []
+    real = run_mod._run_block
+
+    def flaky(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(run_mod, "_run_block", flaky)
+    target = tmp_path / "resumed.h5"
+    with pytest.raises(KeyboardInterrupt):
+        capture(CFG, target, model=tiny_model)
+    assert not target.exists() and store_tmp(target).exists()
+    with pytest.raises(StoreError, match="unfinished run"):
+        Store(target)
+    calls.clear()
+    monkeypatch.setattr(run_mod, "_run_block", lambda *a, **k: (calls.append(1), real(*a, **k))[1])
+    capture(CFG, target, model=tiny_model)
+    with Store(full) as a, Store(target) as b:
+        n_blocks = len(a.file["blocks_done"])
+        assert len(calls) == n_blocks - 2  # the two finished blocks were not recomputed
+        np.testing.assert_array_equal(a.file["resid"][:], b.file["resid"][:])
+        np.testing.assert_allclose(a.array("option_logprob"), b.array("option_logprob"), equal_nan=True)
+
+
+def test_finished_capture_is_reused_and_other_config_refused(tiny_model, tmp_path, monkeypatch):
+    path = capture(CFG, tmp_path / "a.h5", model=tiny_model)
+    monkeypatch.setattr(run_mod, "_run_block", lambda *a, **k: pytest.fail("should reuse"))
+    capture(CFG, path, model=tiny_model)
+    other = CaptureConfig(**{**CFG.__dict__, "n": 5})
+    with pytest.raises(FileExistsError, match="different capture config"):
+        capture(other, path, model=tiny_model)
+
+
+def test_bad_variant_and_layers_fail_before_writing(tiny_model, tmp_path):
+    with pytest.raises(ValueError):
+        capture(CaptureConfig(**{**CFG.__dict__, "variants": ("nonsense",)}), tmp_path / "x.h5", model=tiny_model)
+    with pytest.raises(ValueError, match="outside"):
+        capture(CaptureConfig(**{**CFG.__dict__, "layers": (0, 99)}), tmp_path / "y.h5", model=tiny_model)
+    assert list(tmp_path.iterdir()) == []
