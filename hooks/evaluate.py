@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from eval import scoring, stats, tasks, variants
 from eval.provenance import config_hash, stamp, to_jsonable
@@ -64,6 +65,11 @@ class Config:
     )
     resid: bool = field(default=False, metadata={"help": "also store residual streams (for probes across variants)"})
     batch_size: int = field(default=16, metadata={"help": "rows per forward pass"})
+    dtype: str = field(
+        default="float32",
+        metadata={"help": "model dtype: float32, or bfloat16 (about 2-3x faster on CPUs with AMX; scores may differ "
+                  "slightly from float32)"},
+    )
     n_boot: int = field(default=1000, metadata={"help": "bootstrap replicates for confidence intervals"})
 
 
@@ -84,6 +90,8 @@ def _validate(cfg: Config) -> list[str]:
         raise ValueError(f"--n must be >= 2 (questions are split into dev and test), got {cfg.n}")
     if cfg.batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {cfg.batch_size}")
+    if cfg.dtype not in ("float32", "bfloat16"):
+        raise ValueError(f"--dtype must be float32 or bfloat16, got {cfg.dtype!r}")
     if cfg.n_boot < 1:
         raise ValueError(f"--n-boot must be >= 1, got {cfg.n_boot}")
     try:
@@ -95,7 +103,8 @@ def _validate(cfg: Config) -> list[str]:
 
 def _capture_config(cfg: Config, names: list[str]) -> CaptureConfig:
     return CaptureConfig(model=cfg.model, task=cfg.task, split=cfg.split, data_dir=cfg.data_dir, n=cfg.n,
-                         variants=tuple(names), seed=cfg.seed, batch_size=cfg.batch_size, resid=cfg.resid)
+                         variants=tuple(names), seed=cfg.seed, batch_size=cfg.batch_size, resid=cfg.resid,
+                         dtype=cfg.dtype)
 
 
 def _drop_few_shot(cfg: Config, names: list[str]) -> dict[str, str]:
@@ -105,7 +114,7 @@ def _drop_few_shot(cfg: Config, names: list[str]) -> dict[str, str]:
         return {}
     pool = tasks.few_shot_pool(tasks.TaskSpec(cfg.task, cfg.split, cfg.data_dir))
     return {v: f"few-shot pool of {cfg.task!r} has {len(pool)} examples, {s.shots} needed"
-            for v, s in specs.items() if s.shots > len(pool) - 1}  # -1: the question itself may be in the pool
+            for v, s in specs.items() if s.shots > len(pool)}  # the pool never holds an eval question
 
 
 def _drop_chat(cfg: Config, names: list[str]) -> dict[str, str]:
@@ -146,7 +155,7 @@ def run(cfg: Config, *, model: LoadedModel | None = None) -> Path:
             kept = list(s.provenance["variants"])
     else:
         if model is None:
-            model = load_model(cfg.model, seed=cfg.seed)
+            model = load_model(cfg.model, seed=cfg.seed, dtype=getattr(torch, cfg.dtype))
         kept = runnable if model.chat_template() is not None else chat_free
     dropped.update(_drop_chat(cfg, [v for v in runnable if v not in kept]))
     runnable = kept

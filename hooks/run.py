@@ -98,20 +98,52 @@ def plan_rows(
             prefix = tok(text, add_special_tokens=not spec.chat).input_ids
             gold_orig = prompt.order[prompt.answer]
             if prompt.scoring == "letter":
-                ids = cap.choice_token_ids(model, prefix, text, prompt.continuations)
-                if len(set(ids)) != len(ids):
+                conts = [cap.continuation_ids(model, prefix, text, c) for c in prompt.continuations]
+                # Tokens that every symbol starts with (SmolLM2 writes " 1" as " " + "1") join the prompt: they
+                # scale every choice's probability alike, so the argmax over the next token is the same.
+                shared = _shared_head(conts)
+                ids = [c[len(shared)] if len(c) > len(shared) else -1 for c in conts]
+                if len(set(ids)) != len(ids) or -1 in ids:
                     raise ValueError(
                         f"variant '{vname}': the answer symbols {prompt.continuations} do not start with distinct "
                         f"tokens for this tokenizer (question {rec.id}); choose another symbol set"
                     )
-                rows.append(Row(rec.id, vname, -1, prompt.answer, gold_orig, prompt.order, tuple(prefix),
-                                tuple(ids), 0, 0))
+                rows.append(Row(rec.id, vname, -1, prompt.answer, gold_orig, prompt.order,
+                                tuple(prefix) + tuple(shared), tuple(ids), 0, 0))
             else:
                 for j, cont in enumerate(prompt.continuations):
                     cids = cap.continuation_ids(model, prefix, text, cont)
                     rows.append(Row(rec.id, vname, j, int(j == prompt.answer), gold_orig, prompt.order,
                                     tuple(prefix) + tuple(cids), (), len(cids), len(cont.strip())))
     return rows
+
+
+def _shared_head(seqs: Sequence[Sequence[int]]) -> list[int]:
+    """The leading tokens all of `seqs` share (none if they differ at the first token)."""
+    n = 0
+    while all(len(t) > n for t in seqs) and len({t[n] for t in seqs}) == 1:
+        n += 1
+    return list(seqs[0][:n])
+
+
+def _row_order(r: Row) -> tuple[int, int, str, str, int]:
+    """Lettered rows by length (little padding); option rows by prefix length with each question's options
+    kept together (they share one prefix pass)."""
+    if r.option_index < 0:
+        return (0, len(r.ids), "", "", 0)
+    return (1, len(r.ids) - r.n_cont, r.question_id, r.variant, r.option_index)
+
+
+def _option_groups(rows: Sequence[Row]) -> list[tuple[int, int]]:
+    """(start, stop) runs of consecutive option rows of one (question, variant)."""
+    out: list[tuple[int, int]] = []
+    for i, r in enumerate(rows):
+        key = (r.question_id, r.variant)
+        if out and (rows[out[-1][0]].question_id, rows[out[-1][0]].variant) == key:
+            out[-1] = (out[-1][0], i + 1)
+        else:
+            out.append((i, i + 1))
+    return out
 
 
 def _blocks(rows: Sequence[Row], batch_size: int, max_batch_tokens: int) -> list[tuple[int, int]]:
@@ -148,7 +180,7 @@ def capture(cfg: CaptureConfig, path: Path, *, model: LoadedModel | None = None)
                            dtype=getattr(torch, cfg.dtype))
     layers = list(cfg.layers) if cfg.layers is not None else list(range(model.n_layers + 1))
     cap.resid_hook_names(model.n_layers, layers)  # validates --layers before anything is written
-    rows = sorted(plan_rows(model, records, names, pool, cfg.seed), key=lambda r: len(r.ids))
+    rows = sorted(plan_rows(model, records, names, pool, cfg.seed), key=_row_order)
     max_c = max(len(r.order) for r in rows)
     order = np.full((len(rows), max_c), -1, dtype=np.int64)
     for i, r in enumerate(rows):
@@ -208,25 +240,25 @@ def _run_block(model: LoadedModel, rows: Sequence[Row], layers: list[int], max_c
         "option_ntokens": np.array([r.n_cont for r in rows], dtype=np.int32),
         "option_nchars": np.array([r.n_chars for r in rows], dtype=np.int32),
     }
-    for start, stop in _blocks(rows, cfg.batch_size, cfg.max_batch_tokens):
-        part = rows[start:stop]
-        lettered = [i for i, r in enumerate(part) if r.option_index < 0]
-        choice = None
-        if lettered:
-            choice = torch.full((len(part), max_c), -1, dtype=torch.long)
-            for i in lettered:
-                choice[i, : len(part[i].choice_ids)] = torch.tensor(part[i].choice_ids)
-        res = cap.hooked_forward(model, [r.ids for r in part], layers=layers, choice_ids=choice,
-                                 n_cont=[r.n_cont for r in part] if not lettered or len(lettered) < len(part) else None)
-        out["resid"][start:stop] = cap.to_numpy(res.resid).astype(resid_dtype)
-        if choice is not None:
-            idx = torch.tensor(lettered)
-            out["answer_logits"][start + np.array(lettered)] = cap.to_numpy(res.last_logits[idx, 0])
-            lens = cap.logit_lens(model, res.resid[idx], choice[idx])
-            out["lens_logits"][start + np.array(lettered)] = cap.to_numpy(lens)
+    lettered_rows = [r for r in rows if r.option_index < 0]  # lettered rows sort before option rows
+    for start, stop in _blocks(lettered_rows, cfg.batch_size, cfg.max_batch_tokens):
+        part = lettered_rows[start:stop]
+        choice = torch.full((len(part), max_c), -1, dtype=torch.long)
         for i, r in enumerate(part):
-            if r.option_index >= 0:
-                out["option_logprob"][start + i] = float(res.logprob_sum[i])
+            choice[i, : len(r.choice_ids)] = torch.tensor(r.choice_ids)
+        res = cap.hooked_forward(model, [r.ids for r in part], layers=layers, choice_ids=choice)
+        out["resid"][start:stop] = cap.to_numpy(res.resid).astype(resid_dtype)
+        out["answer_logits"][start:stop] = cap.to_numpy(res.last_logits[:, 0])
+        out["lens_logits"][start:stop] = cap.to_numpy(cap.logit_lens(model, res.resid, choice))
+    offset = len(lettered_rows)
+    for start, stop in _option_groups(rows[offset:]):
+        part = rows[offset + start : offset + stop]
+        prefix = part[0].ids[: len(part[0].ids) - part[0].n_cont]
+        conts = [r.ids[len(r.ids) - r.n_cont :] for r in part]
+        res = cap.hooked_forward_shared_prefix(model, prefix, conts, layers=layers)
+        sl = slice(offset + start, offset + stop)
+        out["resid"][sl] = cap.to_numpy(res.resid).astype(resid_dtype)
+        out["option_logprob"][sl] = cap.to_numpy(res.logprob_sum)
     if not cfg.resid:
         del out["resid"]
     return out

@@ -65,3 +65,14 @@ def test_bad_layer_is_named():
 
     with pytest.raises(ValueError, match="layer 7 is outside 0..2"):
         cap.resid_hook_names(2, [0, 7])
+
+
+def test_shared_prefix_pass_equals_full_sequences(tiny_model):
+    tok = tiny_model.tokenizer
+    prefix = tok("What is the capital of France?\nAnswer:").input_ids
+    conts = [tok(t, add_special_tokens=False).input_ids for t in [" Paris", " Rome is big", " no"]]
+    layers = list(range(tiny_model.n_layers + 1))
+    full = cap.hooked_forward(tiny_model, [prefix + c for c in conts], layers=layers, n_cont=[len(c) for c in conts])
+    shared = cap.hooked_forward_shared_prefix(tiny_model, prefix, conts, layers=layers)
+    assert torch.allclose(shared.resid, full.resid, atol=1e-4, rtol=1e-4)
+    assert torch.allclose(shared.logprob_sum, full.logprob_sum, atol=1e-4, rtol=1e-5)
