@@ -6,6 +6,7 @@ its tokenizer, and a hash of the weights that every artifact records.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib
 import importlib.util
@@ -13,7 +14,7 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -116,6 +117,21 @@ def weight_hash(model: torch.nn.Module) -> str:
     return h.hexdigest()[:16]
 
 
+@contextlib.contextmanager
+def atomic_dir(target: Path) -> Iterator[Path]:
+    """Yield a temporary sibling directory that replaces `target` only if the block completes."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        yield tmp
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
 def _gguf_path(spec: EmbeddedSpec) -> Path:
     found = importlib.util.find_spec(spec.package)
     if found is None or not found.submodule_search_locations:
@@ -147,9 +163,7 @@ def _dequantize_to_cache(name: str, spec: EmbeddedSpec) -> Path:
 
     gguf = _gguf_path(spec)
     log.info("dequantizing %s from %s into %s (once)", name, gguf, target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=target.parent))
-    try:
+    with atomic_dir(target) as tmp:
         tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
         hf = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
         hf.hf_quantizer = None
@@ -158,12 +172,6 @@ def _dequantize_to_cache(name: str, spec: EmbeddedSpec) -> Path:
         hf.save_pretrained(tmp)
         tok.save_pretrained(tmp)
         (tmp / "gaplens_source.txt").write_text(f"{gguf}\n{spec.hf_id}\n")
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return target
 
 
@@ -244,9 +252,7 @@ def save_checkpoint(
     from transformers import AutoModelForCausalLM
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    try:
+    with atomic_dir(path) as tmp:
         if state is not None:
             fresh = AutoModelForCausalLM.from_config(hf.config)
             fresh.load_state_dict({k: v.detach().clone() for k, v in state.items()})
@@ -254,12 +260,6 @@ def save_checkpoint(
         else:
             hf.save_pretrained(tmp)
         tok.save_pretrained(tmp)
-        if path.exists():
-            shutil.rmtree(path)
-        os.replace(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return path
 
 

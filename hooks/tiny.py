@@ -41,21 +41,29 @@ def _corpus() -> list[str]:
     return lines * 3
 
 
-@functools.lru_cache(maxsize=1)
-def _tokenizer_json() -> str:
+def train_bpe_json(corpus: list[str], vocab_size: int) -> str:
+    """A byte-level BPE tokenizer trained on `corpus` (deterministic), as tokenizers JSON.
+
+    Special tokens: <|pad|>, <|bos|>, <|eos|>. Any text tokenizes (bytes are the fallback alphabet).
+    """
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
     tk = Tokenizer(models.BPE())
     tk.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tk.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=512,
+        vocab_size=vocab_size,
         special_tokens=["<|pad|>", "<|bos|>", "<|eos|>"],
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    tk.train_from_iterator(_corpus(), trainer=trainer)
+    tk.train_from_iterator(corpus, trainer=trainer)
     return tk.to_str()
+
+
+@functools.lru_cache(maxsize=1)
+def _tokenizer_json() -> str:
+    return train_bpe_json(_corpus(), 512)
 
 
 def build_tokenizer() -> Any:
