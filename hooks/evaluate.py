@@ -261,11 +261,12 @@ def evaluate_predictions(
                                          if default_test is not None else None),
               "dev_ids": dev_ids, "test_ids": test_ids}
     col_default = mat.variants.index(STRAIGHT_UP) if STRAIGHT_UP in mat.variants else None
+    dev_set = set(dev_ids)
     questions = [
         {"id": q, "gold": int(mat.gold[i]), "n_choices": int(mat.n_choices[i]),
          "agreement": _num(agree[i]), "majority": int(maj[i]), "n_correct": int(mat.correct[i].sum()),
          "default_pred": int(mat.pred[i, col_default]) if col_default is not None else None,
-         "split": "dev" if q in set(dev_ids) else "test"}
+         "split": "dev" if q in dev_set else "test"}
         for i, q in enumerate(qids.tolist())
     ]
     return {

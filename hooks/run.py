@@ -27,6 +27,10 @@ from hooks.store import StoreWriter
 
 log = logging.getLogger(__name__)
 
+# Option rows of one question share a cached prefix pass when that saves at least this many prefix tokens;
+# shorter prefixes are cheaper as plain rows batched across questions (one unbatched pass has fixed overhead).
+SHARED_PREFIX_MIN_SAVED = 96
+
 
 @dataclass(frozen=True)
 class CaptureConfig:
@@ -251,14 +255,25 @@ def _run_block(model: LoadedModel, rows: Sequence[Row], layers: list[int], max_c
         out["answer_logits"][start:stop] = cap.to_numpy(res.last_logits[:, 0])
         out["lens_logits"][start:stop] = cap.to_numpy(cap.logit_lens(model, res.resid, choice))
     offset = len(lettered_rows)
+    short: list[int] = []  # option rows whose prefix is too short for a separate cached pass to pay off
     for start, stop in _option_groups(rows[offset:]):
         part = rows[offset + start : offset + stop]
         prefix = part[0].ids[: len(part[0].ids) - part[0].n_cont]
+        if len(prefix) * (len(part) - 1) < SHARED_PREFIX_MIN_SAVED:
+            short.extend(range(offset + start, offset + stop))
+            continue
         conts = [r.ids[len(r.ids) - r.n_cont :] for r in part]
         res = cap.hooked_forward_shared_prefix(model, prefix, conts, layers=layers)
         sl = slice(offset + start, offset + stop)
         out["resid"][sl] = cap.to_numpy(res.resid).astype(resid_dtype)
         out["option_logprob"][sl] = cap.to_numpy(res.logprob_sum)
+    short_rows = [rows[i] for i in short]
+    for start, stop in _blocks(short_rows, cfg.batch_size, cfg.max_batch_tokens):
+        part = short_rows[start:stop]
+        res = cap.hooked_forward(model, [r.ids for r in part], layers=layers, n_cont=[r.n_cont for r in part])
+        idx = np.array(short[start:stop])
+        out["resid"][idx] = cap.to_numpy(res.resid).astype(resid_dtype)
+        out["option_logprob"][idx] = cap.to_numpy(res.logprob_sum)
     if not cfg.resid:
         del out["resid"]
     return out

@@ -78,3 +78,14 @@ def test_bad_variant_and_layers_fail_before_writing(tiny_model, tmp_path):
     with pytest.raises(ValueError, match="outside"):
         capture(CaptureConfig(**{**CFG.__dict__, "layers": (0, 99)}), tmp_path / "y.h5", model=tiny_model)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_shared_prefix_and_batched_option_paths_agree(tiny_model, tmp_path, monkeypatch):
+    monkeypatch.setattr(run_mod, "SHARED_PREFIX_MIN_SAVED", 10**9)  # every option row batched as full sequences
+    batched = capture(CFG, tmp_path / "batched.h5", model=tiny_model)
+    monkeypatch.setattr(run_mod, "SHARED_PREFIX_MIN_SAVED", 0)  # every question's options share a prefix pass
+    shared = capture(CFG, tmp_path / "shared.h5", model=tiny_model)
+    with Store(batched) as a, Store(shared) as b:
+        opt = ~a.mask(lettered=True)
+        np.testing.assert_allclose(a.array("option_logprob", opt), b.array("option_logprob", opt), rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(a.file["resid"][:], b.file["resid"][:], rtol=1e-2, atol=1e-2)  # float16 store
