@@ -1,9 +1,11 @@
 """Letter scoring vs per-choice log-likelihood scoring: wall time on the same questions.
 
 Letter scoring runs one forward pass per question (the prompt lists the options; the answer is read from the
-logits of " A".." D"); per-choice scoring ("option", lm-eval-harness style) runs one pass per option and sums
-the log-probability of its text. Both go through the same capture code as `cli.py eval` (hooks.run.capture,
-no residuals stored), on one loaded model, after a warm-up run; the best of --repeats runs is kept.
+logits of " A".." D", batched across questions); per-choice scoring ("option", lm-eval-harness style) scores
+every option's text by its summed log-probability: the capture runs each question's prefix once and reuses its
+KV cache for the options (`hooks.capture.hooked_forward_shared_prefix`). Both go through the same capture code
+as `cli.py eval` (hooks.run.capture, no residuals stored), on one loaded model, after a warm-up run; the best of
+--repeats runs is kept. Times include rendering and tokenizing.
 
     .venv/bin/python benchmarks/bench_scoring.py --model smollm2-135m-instruct --task capitals --n 50
     .venv/bin/python benchmarks/bench_scoring.py --task mmlu --data-dir /work/shared/data --n 50
@@ -65,10 +67,10 @@ def main() -> None:
                 if variant not in best or res[0] < best[variant][0]:
                     best[variant] = res
     print(f"{args.n} questions of {args.task}, batch size {args.batch_size}, best of {args.repeats}:")
-    for variant, label in (("default", "letter scoring (1 pass per question)"),
-                           ("option", "per-choice log-likelihood (1 pass per option)")):
+    for variant, label in (("default", "letter scoring (1 row per question)"),
+                           ("option", "per-choice log-likelihood (1 row per option)")):
         sec, acc, rows, tokens = best[variant]
-        print(f"  {label:<46} {sec:7.2f} s  {rows:4d} passes  {tokens:6d} tokens  accuracy {acc:.3f}")
+        print(f"  {label:<46} {sec:7.2f} s  {rows:4d} rows  {tokens:6d} tokens (unshared)  accuracy {acc:.3f}")
     ratio = best["default"][0] / best["option"][0]
     print(f"letter / per-choice wall time ratio: {ratio:.3f} (per-choice is {1 / ratio:.2f}x the letter time)")
 

@@ -30,7 +30,8 @@ from typing import Any
 from eval import report_figures as figs
 from eval.provenance import package_version, to_jsonable
 from eval.report_html import Section, gap_table, render_page
-from eval.report_load import TIDY_COLUMNS, Run, load_runs
+from eval.report_load import load_runs
+from eval.report_rows import TIDY_COLUMNS, Row, Run
 from eval.report_tables import (
     SUMMARY_COLUMNS,
     chance_level,
@@ -60,64 +61,111 @@ class Config:
     title: str = field(default="gaplens: the elicitation gap", metadata={"help": "page title"})
 
 
-def _figure(path: Path, fig: Any, written: list[Path]) -> Path:
-    figs.save(fig, path)
-    written.append(path)
-    return path
+@dataclass
+class _Ctx:
+    """What every part of one model/task section needs."""
+
+    model: str
+    task: str
+    rows: list[Row]
+    runs: list[Run]
+    fig_dir: Path
+    written: list[Path]
+
+    @property
+    def name(self) -> str:
+        return figs.slug(self.model, self.task)
+
+    def figure(self, sec: Section, prefix: str, fig: Any, title: str, caption: str) -> None:
+        path = self.fig_dir / f"{prefix}_{self.name}.png"
+        figs.save(fig, path)
+        self.written.append(path)
+        sec.figures.append((title, path, caption))
 
 
-def _section(model: str, task: str, rows: list, runs: list[Run], fig_dir: Path, written: list[Path]) -> Section:
-    """Figures and tables of one model and task."""
-    sec = Section(f"{model} on {task}")
-    chance = chance_level(rows)
-    name = figs.slug(model, task)
-    items = gap_items(rows)
-    if items:
-        sec.tables.append(("Elicitation gap", *gap_table(items)))
-        png = _figure(fig_dir / f"gap_{name}.png", figs.gap_chart(items, f"Elicitation gap: {model} on {task}",
-                                                                  chance), written)
-        sec.figures.append(("Elicitation gap", png, "Bars: 95% intervals; blue prompting, green internals, orange "
-                            "locking; hatched: best-of-k picked on the same data it is scored on (optimistic)."))
-        if any(not i.honest for i in items):
-            sec.notes.append("Some best-of-k values here are a naive max (no held-out selection in the run): "
-                             "they are optimistic.")
-    if any(r.method in ("probe", "lens", "control") and r.layer is not None for r in rows):
-        png = _figure(fig_dir / f"layers_{name}.png",
-                      figs.layer_curves(rows, f"Per-layer accuracy: {model} on {task}", chance), written)
-        sec.figures.append(("Per-layer curves", png, "Linear probe, logit lens and control-task probe accuracy by "
-                            "layer (bands: 95% intervals); dotted: prompted accuracy of the same variant."))
-    prompted = {r.variant for r in rows if r.method == "prompted" and r.layer is None}
-    if len(prompted) >= 2:
-        png = _figure(fig_dir / f"variants_{name}.png",
-                      figs.variant_spread(rows, f"Prompt variants: {model} on {task}", chance), written)
-        sec.figures.append(("Variant spread", png, "Accuracy per prompt variant on all evaluated questions."))
-        sec.tables.append(("Variants", ("variant", "accuracy", "95% lo", "95% hi", "n"),
-                           [(r.variant, r.value, r.lo, r.hi, r.n if r.n is not None else "")
-                            for r in sorted((r for r in rows if r.method == "prompted" and r.layer is None),
-                                            key=lambda r: -r.value)]))
-    if any(r.method == "unlock_curve" for r in rows):
-        png = _figure(fig_dir / f"unlock_{name}.png", figs.unlock_curves(rows, f"Unlocking: {model} on {task}"),
-                      written)
-        sec.figures.append(("Unlocking curves", png, "Accuracy without the password while fine-tuning on weak "
-                            "samples; thin lines are seeds."))
-    pgr = [r for r in rows if r.method == "pgr"]
-    if pgr:
-        sec.tables.append(("Performance gap recovered", ("method", "PGR", "95% lo", "95% hi", "n"),
-                           [(r.variant, r.value, r.lo, r.hi, r.n if r.n is not None else "") for r in pgr]))
-    if any(r.method == "diff" for r in rows):
-        png = _figure(fig_dir / f"diff_{name}.png", figs.diff_curves(rows, f"Checkpoint diff: {model} on {task}"),
-                      written)
-        sec.figures.append(("Representation similarity by layer", png, "CKA / cosine between checkpoints."))
-    bias = [r for r in rows if r.method == "symbol_bias"]
+def _gap_part(sec: Section, c: _Ctx) -> None:
+    items = gap_items(c.rows)
+    if not items:
+        return
+    sec.tables.append(("Elicitation gap", *gap_table(items)))
+    c.figure(sec, "gap", figs.gap_chart(items, f"Elicitation gap: {c.model} on {c.task}", chance_level(c.rows)),
+             "Elicitation gap", "Bars: 95% intervals; blue prompting, green internals, grey controls, orange "
+             "locking; hatched: best-of-k picked on the same data it is scored on (optimistic).")
+    if any(not i.honest for i in items):
+        sec.notes.append("Some best-of-k values here are a naive max (no held-out selection in the run): "
+                         "they are optimistic.")
+
+
+def _layer_part(sec: Section, c: _Ctx) -> None:
+    if any(r.method in ("probe", "lens") and r.layer is not None for r in c.rows):
+        c.figure(sec, "layers", figs.layer_curves(c.rows, f"Per-layer accuracy: {c.model} on {c.task}",
+                                                  chance_level(c.rows)),
+                 "Per-layer curves", "Linear probe, logit lens and control-task probe accuracy by layer on held-out "
+                 "questions (bands: 95% intervals); horizontal lines: prompted accuracy of the same prompt; star: the "
+                 "probe ceiling.")
+
+
+def _variant_part(sec: Section, c: _Ctx) -> None:
+    per_variant = sorted((r for r in c.rows if r.method == "prompted" and r.metric == "accuracy"),
+                         key=lambda r: -r.value)
+    if len({r.variant for r in per_variant}) < 2:
+        return
+    c.figure(sec, "variants", figs.variant_spread(c.rows, f"Prompt variants: {c.model} on {c.task}",
+                                                  chance_level(c.rows)),
+             "Variant spread", "Accuracy per prompt variant on all evaluated questions.")
+    split = {(r.variant, r.metric): r.value for r in c.rows if r.method == "prompted"}
+    sec.tables.append(("Variants", ("variant", "accuracy", "95% lo", "95% hi", "n", "dev", "test"),
+                       [(r.variant, r.value, r.lo, r.hi, r.n if r.n is not None else "",
+                         split.get((r.variant, "accuracy_dev"), ""), split.get((r.variant, "accuracy_test"), ""))
+                        for r in per_variant]))
+    bias = [r for r in c.rows if r.method == "symbol_bias"]
     if bias:
         sec.tables.append(("Answer-symbol bias", ("variant", "metric", "value"),
                            [(r.variant or "all", r.metric, r.value) for r in bias]))
-    for run in runs:
-        if run.model == model and run.task == task:
+
+
+def _lock_part(sec: Section, c: _Ctx) -> None:
+    if any(r.method in ("unlock_curve", "unlock_sweep") for r in c.rows):
+        c.figure(sec, "unlock", figs.unlock_curves(c.rows, f"Unlocking: {c.model} on {c.task}"), "Unlocking curves",
+                 "Accuracy without the password while fine-tuning on weak samples (thick: mean over runs with its "
+                 "t interval; thin: each seed), and the weight-space controls.")
+    pgr = {(r.variant, r.metric): r for r in c.rows if r.method == "pgr"}
+    if pgr:
+        def cell(variant: str, metric: str) -> tuple[Any, Any, Any]:
+            r = pgr.get((variant, metric))
+            return (r.value, r.lo, r.hi) if r else ("", "", "")
+
+        sec.tables.append((
+            "Performance gap recovered", ("method", "PGR final", "lo", "hi", "PGR selected on dev half", "lo", "hi",
+                                          "naive max PGR (optimistic)", "bias of the max"),
+            [(v, *cell(v, "pgr"), *cell(v, "pgr_selected"), cell(v, "pgr_naive_max")[0], cell(v, "bias_pgr")[0])
+             for v in dict.fromkeys(k[0] for k in pgr)]))
+
+
+def _diff_part(sec: Section, c: _Ctx) -> None:
+    if any(r.method.startswith("diff") and r.layer is not None for r in c.rows):
+        c.figure(sec, "diff", figs.diff_curves(c.rows, f"Checkpoint diff: {c.model} on {c.task}"),
+                 "Checkpoints compared by layer", "CKA / cosine with the reference checkpoint, the password's effect, "
+                 "logit-lens accuracy and probe transfer per checkpoint/condition.")
+
+
+def _run_tables_part(sec: Section, c: _Ctx) -> None:
+    for run in c.runs:
+        if run.model == c.model and run.task == c.task:
             for tname, trows in run.tables.items():
                 cols = list(dict.fromkeys(k for row in trows for k in row))
-                sec.tables.append((f"{tname} ({run.path.name})", cols, [[row.get(c, "") for c in cols]
+                sec.tables.append((f"{tname} ({run.path.name})", cols, [[row.get(k, "") for k in cols]
                                                                         for row in trows]))
+
+
+PARTS = (_gap_part, _layer_part, _variant_part, _lock_part, _diff_part, _run_tables_part)
+
+
+def _section(c: _Ctx) -> Section:
+    """Figures and tables of one model and task."""
+    sec = Section(f"{c.model} on {c.task}")
+    for part in PARTS:
+        part(sec, c)
     return sec
 
 
@@ -135,12 +183,14 @@ def run(cfg: Config) -> Path:
     fig_dir.mkdir(parents=True, exist_ok=True)
     rows = [r for run_ in runs for r in run_.rows]
     written: list[Path] = []
-    sections = [_section(model, task, grp, runs, fig_dir, written) for (model, task), grp in groups(rows).items()]
+    sections = [_section(_Ctx(model, task, grp, runs, fig_dir, written)) for (model, task), grp in groups(rows).items()]
     summaries = model_summaries(runs)
     across = None
     if any(s.n_params is not None and (math.isfinite(s.elicited_ratio) or math.isfinite(s.probe_ratio))
            for s in summaries):
-        across = _figure(fig_dir / "across_models.png", figs.across_models(summaries), written)
+        across = fig_dir / "across_models.png"
+        figs.save(figs.across_models(summaries), across)
+        written.append(across)
     write_csv(out / "results.csv", tidy_records(rows), TIDY_COLUMNS)
     write_csv(out / "summary.csv", summary_records(summaries), SUMMARY_COLUMNS)
     for stale in fig_dir.glob("*.png"):
@@ -149,11 +199,11 @@ def run(cfg: Config) -> Path:
     command = "python cli.py report " + " ".join(shlex.quote(r) for r in cfg.runs) + f" --out {shlex.quote(cfg.out)}"
     kinds = sorted({r.kind for r in runs})
     intro = (f"<p>{len(runs)} runs ({', '.join(kinds)}), generated "
-             f"{_dt.datetime.now(_dt.timezone.utc).isoformat(timespec='seconds')} by gaplens {package_version()} "
+             f"{_dt.datetime.now(_dt.UTC).isoformat(timespec='seconds')} by gaplens {package_version()} "
              f"with <code>{command}</code>.</p>")
     files = ["results.csv", "summary.csv", *(f"figures/{p.name}" for p in written)]
     page = render_page(title=cfg.title, intro=intro, summaries_fig=across, summaries=summaries, sections=sections,
-                       runs=runs, skipped=skipped, files=files, root=out)
+                       runs=runs, skipped=skipped, files=files)
     _write_text(out / "index.html", page)
     manifest = {"config": to_jsonable(cfg), "command": command, "n_runs": len(runs), "kinds": kinds,
                 "runs": [str(r.path) for r in runs], "skipped": skipped, "figures": [f"figures/{p.name}" for p in written],
@@ -177,6 +227,7 @@ def summarize(out_dir: Path) -> str:
     if m["skipped"]:
         lines.append(f"skipped {len(m['skipped'])} unreadable/unknown results files (see the log)")
     for s in m["summary"]:
-        lines.append(f"  {s['model']} ({fmt_size(s['n_params'])}) on {s['task']}: straight-up {fmt(s['straight_up'])}"
-                     f", best elicited {fmt(s['best_elicited'])}, probe ceiling {fmt(s['probe_ceiling'])}")
+        val = {k: fmt(s[k]) or "n/a" for k in ("straight_up", "best_elicited", "probe_ceiling")}
+        lines.append(f"  {s['model']} ({fmt_size(s['n_params'])}) on {s['task']}: straight-up {val['straight_up']}, "
+                     f"best elicited {val['best_elicited']}, probe ceiling {val['probe_ceiling']}")
     return "\n".join(lines)

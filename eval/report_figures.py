@@ -16,11 +16,12 @@ from pathlib import Path
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
-from eval.report_load import Row
+from eval.report_rows import Row
 from eval.report_tables import GapItem, ModelSummary, fmt_size
 
-GROUP_COLOURS = {"prompting": "#4C72B0", "internals": "#55A868", "locking": "#DD8452"}
+GROUP_COLOURS = {"prompting": "#4C72B0", "internals": "#55A868", "control": "#AAAAAA", "locking": "#DD8452"}
 METHOD_COLOURS = {"probe": "#55A868", "lens": "#8172B3", "control": "#999999", "cka": "#4C72B0", "cosine": "#C44E52"}
 TASK_MARKERS = ("o", "s", "^", "D", "v", "P", "X")
 DPI = 110
@@ -64,7 +65,8 @@ def gap_chart(items: Sequence[GapItem], title: str, chance: float = 0.25) -> Fig
             bar.set_hatch("//")
             bar.set_alpha(0.6)
     for yy, item in zip(y, items, strict=True):
-        ax.text(min(item.value, 1.0) + 0.01, yy, f"{item.value:.2f}", va="center", fontsize=8)
+        right = max(item.value, item.hi) if math.isfinite(item.hi) else item.value
+        ax.text(min(right, 1.0) + 0.012, yy, f"{item.value:.2f}", va="center", fontsize=8)
     ax.set_yticks(y, [i.label for i in items], fontsize=8)
     ax.axvline(chance, color="black", linestyle="--", linewidth=0.8, label=f"chance ({chance:.2f})")
     straight = [i for i in items if i.key == "straight_up"]
@@ -78,33 +80,50 @@ def gap_chart(items: Sequence[GapItem], title: str, chance: float = 0.25) -> Fig
     return fig
 
 
+def _layer_methods(rows: Sequence[Row]) -> list[str]:
+    found = {r.method for r in rows if r.layer is not None and r.metric == "accuracy"}
+    return [m for m in ("probe", "lens") if m in found] + sorted(m for m in found if m.startswith("control"))
+
+
 def layer_curves(rows: Sequence[Row], title: str, chance: float = 0.25) -> Figure:
-    """Probe, logit-lens and control accuracy by layer, one panel per probed variant, with interval bands."""
-    variants = sorted({r.variant for r in rows if r.method in ("probe", "lens", "control") and r.layer is not None})
+    """Probe, logit-lens and control accuracy by layer, one panel per prompt variant, with interval bands;
+    prompted accuracy of the same variant dotted."""
+    methods = _layer_methods(rows)
+    variants = sorted({r.variant for r in rows if r.method in methods and r.layer is not None})
     ncol = min(len(variants), 2) or 1
     nrow = math.ceil(max(len(variants), 1) / ncol)
-    fig = Figure(figsize=(6.0 * ncol, 3.6 * nrow))
+    fig = Figure(figsize=(6.0 * ncol, 3.8 * nrow))
+    styles = ("--", ":", "-.")
     for k, variant in enumerate(variants or [""]):
         ax = fig.add_subplot(nrow, ncol, k + 1)
-        for method in ("probe", "lens", "control"):
+        for method in methods:
             pts = sorted((r.layer, r.value, r.lo, r.hi) for r in rows
                          if r.method == method and r.variant == variant and r.layer is not None
                          and r.metric == "accuracy")
             if not pts:
                 continue
             x, v, lo, hi = (np.array(c, dtype=float) for c in zip(*pts, strict=True))
-            ax.plot(x, v, marker=".", color=METHOD_COLOURS[method], label=method)
-            if not np.all(np.isnan(lo)):
-                ax.fill_between(x, lo, hi, color=METHOD_COLOURS[method], alpha=0.15, linewidth=0)
-        prompted = [r for r in rows if r.method == "prompted" and r.variant == variant and r.layer is None]
-        if prompted:
-            ax.axhline(prompted[0].value, color=GROUP_COLOURS["prompting"], linestyle=":", label="prompted")
+            control = method.startswith("control")
+            colour = METHOD_COLOURS["control"] if control else METHOD_COLOURS[method]
+            ls = styles[methods.index(method) % len(styles)] if control else "-"
+            label = f"control ({method.partition(':')[2] or 'control'})" if control else method
+            ax.plot(x, v, ls, marker="." if not control else None, color=colour, label=label)
+            if not np.all(np.isnan(lo)) and not control:
+                ax.fill_between(x, lo, hi, color=colour, alpha=0.15, linewidth=0)
+        for r in rows:
+            if r.method == "probe_prompted" and r.metric == "accuracy" and r.variant.split("[")[0] == variant:
+                ax.axhline(r.value, color=GROUP_COLOURS["prompting"], linestyle=":" if r.variant == variant else "-.",
+                           linewidth=1.2, label=f"prompted ({r.variant})")
+        for r in rows:
+            if r.method == "probe_ceiling" and r.metric == "accuracy" and r.variant == variant:
+                ax.plot([r.layer], [r.value], "k*", markersize=11, label="ceiling (layer chosen on train CV)")
         ax.axhline(chance, color="black", linestyle="--", linewidth=0.8, label="chance")
         ax.set_ylim(0, 1.02)
         ax.set_xlabel("layer")
-        ax.set_ylabel("accuracy")
-        ax.set_title(f"variant: {variant or '?'}", fontsize=9)
-        ax.legend(fontsize=7, loc="upper left")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_ylabel("held-out accuracy")
+        ax.set_title(f"{'letter prompt' if variant == 'default' else variant + ' prompt'}", fontsize=9)
+        ax.legend(fontsize=6, loc="upper left")
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
@@ -173,49 +192,66 @@ def across_models(summaries: Sequence[ModelSummary]) -> Figure:
 
 
 def unlock_curves(rows: Sequence[Row], title: str) -> Figure:
-    """Unlocking accuracy against step / samples per method (thin: each seed; thick: mean), with the locked
-    model's with-password and no-password accuracy and the weak policy as reference lines."""
-    fig = Figure(figsize=(7, 4))
-    ax = fig.add_subplot()
-    curve = [r for r in rows if r.method == "unlock_curve" and r.step is not None]
-    methods = sorted({r.variant.split("/seed=")[0] for r in curve})
-    palette = ("#4C72B0", "#C44E52", "#8172B3", "#937860", "#DA8BC3", "#8C8C8C")
-    for k, method in enumerate(methods):
-        colour = palette[k % len(palette)]
-        seeds = sorted({r.variant for r in curve if r.variant.split("/seed=")[0] == method})
-        for s in seeds:
-            pts = sorted((r.step, r.value) for r in curve if r.variant == s)
-            ax.plot(*zip(*pts, strict=True), color=colour, alpha=0.35, linewidth=0.8)
-        steps = sorted({r.step for r in curve if r.variant in seeds})
-        mean = [np.mean([r.value for r in curve if r.variant in seeds and r.step == x]) for x in steps]
-        ax.plot(steps, mean, color=colour, linewidth=2, marker="o", markersize=3, label=f"{method} (mean)")
+    """Accuracy without the password while unlocking: per method the mean over runs (band: t interval) and each
+    seed (thin), against epochs; weight-space sweeps (noise, scale) against their parameter in a second panel.
+    Reference lines: the locked model with and without the password, and the weak policy."""
+    kinds = [k for k in ("unlock_curve", "unlock_sweep") if any(r.method == k for r in rows)]
+    fig = Figure(figsize=(6.5 * len(kinds), 4))
+    palette = ("#4C72B0", "#C44E52", "#8172B3", "#937860", "#DA8BC3", "#8C8C8C", "#64B5CD", "#CCB974")
     refs = (("lock", "with_password", "with password", "#55A868"), ("lock", "no_password", "locked", "#DD8452"),
             ("weak_policy", "weak", "weak policy", "#999999"))
-    for method, variant, label, colour in refs:
-        r = [x for x in rows if x.method == method and x.variant == variant and x.metric == "accuracy"]
-        if r:
-            ax.axhline(r[0].value, color=colour, linestyle="--", linewidth=1, label=label)
-    ax.set_ylim(0, 1.02)
-    ax.set_xlabel("step / weak samples")
-    ax.set_ylabel("accuracy without password")
-    ax.set_title(title, fontsize=10)
-    ax.legend(fontsize=7)
+    for k, kind in enumerate(kinds):
+        ax = fig.add_subplot(1, len(kinds), k + 1)
+        curve = [r for r in rows if r.method == kind and r.step is not None]
+        methods = sorted({r.variant.split("/seed=")[0] for r in curve})
+        for c, method in enumerate(methods):
+            colour = palette[c % len(palette)]
+            seeds = sorted({r.variant for r in curve if r.variant.split("/seed=")[0] == method and "/seed=" in r.variant})
+            for s in seeds:
+                pts = sorted((r.step, r.value) for r in curve if r.variant == s and r.metric == "accuracy")
+                ax.plot(*zip(*pts, strict=True), color=colour, alpha=0.3, linewidth=0.8)
+            mean = sorted((r.step, r.value, r.lo, r.hi) for r in curve if r.variant == method
+                          and r.metric == "accuracy_mean")
+            if mean:
+                x, v, lo, hi = (np.array(col, dtype=float) for col in zip(*mean, strict=True))
+                ax.plot(x, v, color=colour, linewidth=2, marker="o", markersize=3, label=f"{method} (mean)")
+                if not np.all(np.isnan(lo)):
+                    ax.fill_between(x, lo, hi, color=colour, alpha=0.15, linewidth=0)
+        for method, variant, label, colour in refs:
+            r = [x for x in rows if x.method == method and x.variant == variant and x.metric == "accuracy"]
+            if r:
+                ax.axhline(r[0].value, color=colour, linestyle="--", linewidth=1, label=label)
+        ax.set_ylim(0, 1.02)
+        ax.set_xlabel("epoch" if kind == "unlock_curve" else "parameter (noise scale / weight factor)")
+        ax.set_ylabel("accuracy without password")
+        ax.set_title(title if kind == "unlock_curve" else "weight-space controls", fontsize=10)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
     return fig
 
 
+DIFF_PANELS = (("diff", "cka", "CKA with the reference"), ("diff", "cosine", "cosine with the reference"),
+               ("diff_password", "distance", "password effect (relative distance)"),
+               ("diff_lens", "accuracy", "logit-lens accuracy"), ("diff_probe", "accuracy", "probe transfer accuracy"))
+
+
 def diff_curves(rows: Sequence[Row], title: str) -> Figure:
-    """Per-layer representation similarity (CKA, cosine) between checkpoints."""
-    fig = Figure(figsize=(7, 3.8))
-    ax = fig.add_subplot()
-    keys = sorted({(r.metric, r.variant) for r in rows if r.method == "diff" and r.layer is not None})
-    for metric, variant in keys:
-        pts = sorted((r.layer, r.value) for r in rows if r.method == "diff" and r.metric == metric
-                     and r.variant == variant and r.layer is not None)
-        ax.plot(*zip(*pts, strict=True), marker=".", label=f"{metric} {variant}".strip(),
-                color=METHOD_COLOURS.get(metric) if len(keys) <= 2 else None)
-    ax.set_xlabel("layer")
-    ax.set_ylabel("similarity")
-    ax.set_ylim(min(0.0, ax.get_ylim()[0]), 1.02)
-    ax.set_title(title, fontsize=10)
-    ax.legend(fontsize=7)
+    """Per-layer comparison of checkpoints: similarity to the reference, password effect, lens, probe transfer."""
+    panels = [p for p in DIFF_PANELS if any(r.method == p[0] and r.metric == p[1] and r.layer is not None
+                                            for r in rows)]
+    ncol = min(len(panels), 2) or 1
+    nrow = math.ceil(max(len(panels), 1) / ncol)
+    fig = Figure(figsize=(6.0 * ncol, 3.4 * nrow))
+    for k, (method, metric, label) in enumerate(panels):
+        ax = fig.add_subplot(nrow, ncol, k + 1)
+        for variant in sorted({r.variant for r in rows if r.method == method and r.metric == metric}):
+            pts = sorted((r.layer, r.value) for r in rows if r.method == method and r.metric == metric
+                         and r.variant == variant and r.layer is not None)
+            ax.plot(*zip(*pts, strict=True), marker=".", label=variant)
+        ax.set_xlabel("layer")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_title(label, fontsize=9)
+        ax.legend(fontsize=6)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
     return fig

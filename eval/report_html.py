@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from eval.report_load import Run
+from eval.report_rows import Run
 from eval.report_tables import GapItem, ModelSummary, fmt, fmt_size
 
 PROVENANCE_FIELDS = ("kind", "model", "weight_hash", "task", "split", "seed", "package_version", "created_utc")
@@ -63,7 +63,7 @@ def gap_table(items: Sequence[GapItem]) -> tuple[Sequence[str], list[Sequence[An
     """Header and rows for a model's gap items."""
     header = ("measure", "accuracy", "95% lo", "95% hi", "n", "selection")
     return header, [(i.label, i.value, i.lo, i.hi, i.n if i.n is not None else "",
-                     "held-out / none" if i.honest else "naive max on the same data (optimistic)") for i in items]
+                     i.selection) for i in items]
 
 
 def summary_table(summaries: Sequence[ModelSummary]) -> tuple[Sequence[str], list[Sequence[Any]]]:
@@ -74,35 +74,30 @@ def summary_table(summaries: Sequence[ModelSummary]) -> tuple[Sequence[str], lis
                      s.best_elicited_by, s.elicited_ratio, s.probe_ceiling, s.probe_ratio) for s in summaries]
 
 
-def provenance_table(runs: Sequence[Run], root: Path) -> tuple[Sequence[str], list[Sequence[Any]]]:
+def provenance_table(runs: Sequence[Run]) -> tuple[Sequence[str], list[Sequence[Any]]]:
     """One row per run: its provenance fields and its directory."""
     header = (*PROVENANCE_FIELDS, "run_dir")
     rows = []
     for run in runs:
         p = run.provenance
         vals = {"kind": run.kind, "model": p.get("model", run.model), "task": p.get("task", run.task)}
+        if "weight_hash" not in p and isinstance(p.get("checkpoints"), dict):
+            vals["weight_hash"] = "; ".join(f"{k}={v}" for k, v in p["checkpoints"].items())
         rows.append(tuple(str(vals.get(f, p.get(f, run.config.get(f, "")))) for f in PROVENANCE_FIELDS)
-                    + (_rel(run.path, root),))
+                    + (str(run.path),))
     return header, rows
 
 
-def _rel(path: Path, root: Path) -> str:
-    try:
-        return str(Path(path).resolve().relative_to(Path(root).resolve()))
-    except ValueError:
-        return str(path)
-
-
 def render_page(*, title: str, intro: str, summaries_fig: Path | None, summaries: Sequence[ModelSummary],
-                sections: Sequence[Section], runs: Sequence[Run], skipped: Sequence[str], files: Sequence[str],
-                root: Path) -> str:
+                sections: Sequence[Section], runs: Sequence[Run], skipped: Sequence[str], files: Sequence[str]
+                ) -> str:
     """The complete HTML document."""
     h = html.escape
     parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
              '<meta name="viewport" content="width=device-width, initial-scale=1">',
              f"<title>{h(title)}</title><style>{CSS}</style></head><body>", f"<h1>{h(title)}</h1>", intro]
-    parts.append("<h2>Across models</h2>")
     if summaries:
+        parts.append("<h2>Across models</h2>")
         parts.append("<p>Best elicited = the highest honest behavioural score (variant chosen on dev and scored on "
                      "test, majority vote, unlocked). Probe ceiling = held-out accuracy of a linear probe on the "
                      "residual stream. Ratios over the straight-up (default prompt) score; 1 = no gap.</p>")
@@ -122,8 +117,8 @@ def render_page(*, title: str, intro: str, summaries_fig: Path | None, summaries
         for ttitle, header, rows in s.tables[1:]:
             parts.append(f"<h3>{h(ttitle)}</h3>" + table_html(header, rows))
     parts.append("<h2>Provenance</h2><p>Every run read for this page.</p>")
-    parts.append(table_html(*provenance_table(runs, root)))
-    notes = [(_rel(r.path, root), n) for r in runs for n in r.notes]
+    parts.append(table_html(*provenance_table(runs)))
+    notes = [(str(r.path), n) for r in runs for n in r.notes]
     if notes:
         parts.append("<h3>Notes on runs</h3>" + table_html(("run", "note"), notes))
     if skipped:

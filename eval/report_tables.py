@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from eval.report_load import TIDY_COLUMNS, Row, Run, model_size
+from eval.report_rows import TIDY_COLUMNS, Row, Run, model_size
 
 NAIVE = "naive max, optimistic"
 
@@ -30,7 +30,13 @@ class GapItem:
     hi: float
     n: int | None
     honest: bool = True  # False: a best-of-k picked and scored on the same data
-    group: str = "prompting"  # prompting, internals, locking
+    group: str = "prompting"  # prompting, internals, control, locking
+    selected: bool = False  # a best-of-k (variant, layer): chosen on held-out data when `honest`
+
+    @property
+    def selection(self) -> str:
+        """How a best-of-k was chosen: 'held-out', 'naive max, optimistic', or '' for a plain measurement."""
+        return "" if not self.selected else ("held-out" if self.honest else NAIVE)
 
 
 @dataclass(frozen=True)
@@ -75,46 +81,59 @@ def _pick(rows: Sequence[Row], method: str, metric: str = "accuracy", variant: s
 
 
 def _item(key: str, label: str, r: Row, *, honest: bool = True, group: str = "prompting") -> GapItem:
-    return GapItem(key, label, r.value, r.lo, r.hi, r.n, honest, group)
+    return GapItem(key, label, r.value, r.lo, r.hi, r.n, honest, group, key in SELECTED)
+
+
+SELECTED = ("best_variant", "lens_best", "probe_ceiling")
 
 
 def _layer(r: Row) -> str:
     return f", layer {r.layer}" if r.layer is not None else ""
 
 
+def _probe_kind(variant: str) -> str:
+    return {"default": "letter probe", "option": "option-text probe"}.get(variant, f"{variant} probe")
+
+
 def gap_items(rows: Sequence[Row]) -> list[GapItem]:
     """The bars of one model/task's elicitation-gap chart, in display order; missing sections are left out."""
     items: list[GapItem] = []
-    straight = _pick(rows, "straight_up") or _pick(rows, "prompted", variant="default")
-    if not straight:
-        straight = _pick(rows, "prompted")[:1]
+    straight = (_pick(rows, "straight_up") or _pick(rows, "prompted", variant="default")
+                or _pick(rows, "probe_prompted", variant="default") or _pick(rows, "probe_prompted")[:1])
     if straight:
         r = straight[0]
         items.append(_item("straight_up", f"straight-up ({r.variant or 'default'} prompt)", r))
     best = _pick(rows, "best_variant")
     if best:
-        items.append(_item("best_variant", f"best variant, held-out ({best[0].variant})", best[0]))
+        items.append(_item("best_variant", f"best variant, chosen on dev ({best[0].variant})", best[0]))
     else:
-        naive = _pick(rows, "naive_max_variant")
-        if naive:
-            items.append(_item("best_variant", f"best variant ({naive[0].variant}; {NAIVE})", naive[0], honest=False))
-    for r in _pick(rows, "majority_vote")[:1]:
+        for r in _pick(rows, "naive_max_variant")[:1]:
+            items.append(_item("best_variant", f"best variant ({r.variant}; {NAIVE})", r, honest=False))
+    for r in _pick(rows, "majority_vote", variant="all")[:1]:
         items.append(_item("majority_vote", "majority vote over variants", r))
-    probe_variants = {r.variant for r in rows if r.method in ("probe_ceiling", "lens_best", "lens_best_naive")}
-    tag = (lambda r: f" [{r.variant}]") if len(probe_variants) > 1 else (lambda r: "")
-    for r in _pick(rows, "lens_best"):
-        items.append(_item("lens_best", f"best logit-lens layer, held-out{tag(r)}{_layer(r)}", r, group="internals"))
-    if not _pick(rows, "lens_best"):
+    lens = _pick(rows, "lens_best")
+    for r in lens:
+        items.append(_item("lens_best", f"best logit-lens layer, chosen on train{_layer(r)}", r, group="internals"))
+    if not lens:
         for r in _pick(rows, "lens_best_naive"):
-            items.append(_item("lens_best", f"best logit-lens layer{tag(r)}{_layer(r)} ({NAIVE})", r,
-                               honest=False, group="internals"))
+            items.append(_item("lens_best", f"best logit-lens layer{_layer(r)} ({NAIVE})", r, honest=False,
+                               group="internals"))
     for r in _pick(rows, "probe_ceiling"):
-        items.append(_item("probe_ceiling", f"probe ceiling{tag(r)}{_layer(r)}", r, group="internals"))
-    for r in _pick(rows, "probe_control"):
-        items.append(_item("probe_control", f"probe control{tag(r)}{_layer(r)}", r, group="internals"))
-    for variant, label in (("with_password", "with password"), ("no_password", "locked (no password)")):
+        items.append(_item("probe_ceiling", f"probe ceiling ({_probe_kind(r.variant)}{_layer(r)})", r,
+                           group="internals"))
+    for r in rows:
+        if r.method.startswith("probe_control") and r.metric == "accuracy":
+            kind = r.method.partition(":")[2] or "control"
+            items.append(_item("probe_control", f"control: {kind} ({_probe_kind(r.variant)}{_layer(r)})", r,
+                               group="control"))
+    for r in _pick(rows, "base", variant="no_password")[:1]:
+        items.append(_item("base_model", "base model before locking", r, group="locking"))
+    for variant, label in (("with_password", "with password"), ("no_password", "locked (no password)"),
+                           ("decoy", "decoy password")):
         for r in _pick(rows, "lock", variant=variant)[:1]:
             items.append(_item(variant, label, r, group="locking"))
+    for r in _pick(rows, "weak_policy")[:1]:
+        items.append(_item("weak_policy", "weak policy (imitated without password)", r, group="control"))
     for r in _pick(rows, "unlocked"):
         items.append(_item("unlocked", f"unlocked{' (' + r.variant + ')' if r.variant else ''}", r, group="locking"))
     return items
@@ -152,6 +171,8 @@ def model_summaries(runs: Sequence[Run]) -> list[ModelSummary]:
         cands = [i for i in items if i.key in ("best_variant", "majority_vote", "unlocked") and i.honest]
         best = max(cands, key=lambda i: i.value) if cands else None
         ceil = [i.value for i in items if i.key == "probe_ceiling"]
+        if not (math.isfinite(straight) or best or ceil):
+            continue  # nothing to compare (e.g. only a diff run)
         out.append(ModelSummary(model, task, sizes.get(model), family(model, locked.get(model, False)), straight,
                                 best.value if best else math.nan, best.label if best else "",
                                 max(ceil) if ceil else math.nan, locked.get(model, False)))

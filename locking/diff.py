@@ -238,7 +238,8 @@ def weight_diff(
     `states`: label -> {parameter name: tensor}, every checkpoint with the same names and shapes.
     `updates`: update name -> (from label, to label). `cosine_pairs`: pairs of update names to compare, where
     "mean" names the average of the updates in `mean_of` (used when it has two or more).
-    Returns a JSON-able dict: `params` (one record per tensor, in name order) and `totals` (whole-model values).
+    Returns a JSON-able dict: `params` (one record per tensor, in name order) and `totals`: whole-model relative
+    change per update, the same per block (`relative_change_by_layer`, blocks 0..L-1) and whole-model cosines.
     """
     labels = list(states)
     if not labels:
@@ -260,6 +261,7 @@ def weight_diff(
     use_mean = len(mean_of) >= 2
     params, dot, sq = [], {p: 0.0 for p in cosine_pairs}, {u: 0.0 for u in [*updates, "mean"]}
     ref_sq = {u: 0.0 for u in updates}
+    layer_sq: dict[str, dict[int, list[float]]] = {u: {} for u in updates}  # layer -> [sum |delta|^2, sum |W|^2]
     for name in sorted(ref):
         key = parse_param_name(name)
         deltas = {u: _f64(states[dst][name]) - _f64(states[src][name]) for u, (src, dst) in updates.items()}
@@ -271,6 +273,10 @@ def weight_diff(
             base_norm = float(torch.linalg.vector_norm(_f64(states[src][name])))
             d_norm = float(torch.linalg.vector_norm(deltas[u]))
             ref_sq[u] += base_norm**2
+            if key.layer is not None:
+                acc = layer_sq[u].setdefault(key.layer, [0.0, 0.0])
+                acc[0] += d_norm**2
+                acc[1] += base_norm**2
             entry: dict[str, Any] = {"relative_change": _nan_to_none(d_norm / base_norm) if base_norm else
                                      (0.0 if d_norm == 0 else None), "norm": d_norm}
             if deltas[u].ndim == 2:
@@ -283,14 +289,23 @@ def weight_diff(
                 rec["cosine"]["~".join(p)] = _nan_to_none(cosine(deltas[p[0]], deltas[p[1]]))
                 dot[p] += float((deltas[p[0]] * deltas[p[1]]).sum())
         params.append(rec)
-    totals: dict[str, Any] = {"relative_change": {}, "cosine": {}}
+    totals: dict[str, Any] = {"relative_change": {}, "relative_change_by_layer": {}, "cosine": {}}
     for u in updates:
         totals["relative_change"][u] = _nan_to_none(math.sqrt(sq[u] / ref_sq[u])) if ref_sq[u] else None
+        totals["relative_change_by_layer"][u] = [math.sqrt(d / w) if w else None
+                                                 for _, (d, w) in sorted(layer_sq[u].items())]
     for p in cosine_pairs:
         if all(x in sq and (x != "mean" or use_mean) for x in p):
             den = math.sqrt(sq[p[0]] * sq[p[1]])
             totals["cosine"]["~".join(p)] = dot[p] / den if den else None
     return {"params": params, "totals": totals}
+
+
+def _component_rank(comp: str) -> tuple[int, str]:
+    """Heatmap column order: attention, MLP, norms as in `_COMPONENTS`, then anything else by name."""
+    order = list(dict.fromkeys(short for _, short in _COMPONENTS))
+    base = comp.removesuffix(".bias")
+    return (order.index(base) if base in order else len(order), comp)
 
 
 def _cell(p: Mapping[str, Any], value: str, update: str) -> float | None:
@@ -310,7 +325,7 @@ def layer_component_grid(
     """
     cells = [(p["layer"], p["component"], _cell(p, value, update)) for p in params if p["layer"] is not None]
     layers = sorted({c[0] for c in cells})
-    comps = list(dict.fromkeys(c[1] for c in cells))
+    comps = sorted(dict.fromkeys(c[1] for c in cells), key=_component_rank)
     grid = np.full((len(layers), len(comps)), np.nan)
     for layer, comp, v in cells:
         grid[layers.index(layer), comps.index(comp)] = np.nan if v is None else v
@@ -328,8 +343,11 @@ def fit_probe(x: Float[np.ndarray, "n d"], y: np.ndarray, *, c: float = 1.0, see
 
     if len(np.unique(y)) < 2:
         raise ValueError(f"probe training labels have a single class ({np.unique(y).tolist()}); need two or more")
+    from threadpoolctl import threadpool_limits
+
     probe = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=2000, random_state=seed))
-    return probe.fit(np.asarray(x, dtype=np.float64), np.asarray(y))
+    with threadpool_limits(1):  # one BLAS thread is much faster for these small fits
+        return probe.fit(np.asarray(x, dtype=np.float64), np.asarray(y))
 
 
 def grouped_cv_accuracy(

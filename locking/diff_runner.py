@@ -12,14 +12,30 @@ Checkpoints and roles (labels in every output):
 One run writes one directory:
 
 - ``captures/{label}.{nopw,pw}.h5``: activation stores (`hooks.store` layout, float32 residuals) of every checkpoint
-  on the same questions, without and with the password (placed by `locking.password`; without it, no-password only);
-- ``results.json`` (schema ``gaplens.diff/1``, see `summarize` for what is printed): per-parameter weight changes,
-  per-layer activation similarity, logit lens and probe transfer;
-- ``weights_*.png`` heatmaps (layer x component) and ``activations.png``, ``lens.png``, ``probe.png`` curves.
+  on the same questions, without and with the password (`locking.password.with_password`; ``--no-password``: only
+  without);
+- ``results.json``, schema ``gaplens.diff/1`` (NaN is written as null; per-layer lists run over resid layers
+  0..L, ``layers``):
+  ``config``, ``config_hash``, ``provenance`` (with every checkpoint's weight hash and the password fingerprint),
+  ``checkpoints`` (label -> path and model provenance), ``conditions`` (["nopw", "pw"]), ``questions``
+  ("all" or "LABEL:SPLIT" of a lock record), ``variant``, ``password_placement``, ``n_questions``, ``layers``;
+  ``weights``: ``updates`` (name "X->Y" -> [X, Y]), ``cosine_pairs``, ``params`` (one record per tensor: name,
+  layer, component, shape, ``updates[u]`` = {relative_change, norm, spectrum (2-D only): top, effective_rank,
+  stable_rank, numerical_rank, energy_rank, frobenius}, ``cosine["u~v"]``), ``totals`` (relative_change,
+  relative_change_by_layer, cosine, per update / pair over the whole model);
+  ``activations``: ``behaviour[label][cond]`` (answer accuracy, Wilson interval), ``lens[label][cond]``
+  {accuracy, gold_prob}, ``vs_reference[label][cond]`` {cka, cka_debiased, cosine} against a,
+  ``password_effect[label]`` {cka, cosine, distance} no password vs its own with-password activations,
+  ``to_reference_password[label]`` {distance, cosine} no password vs a's with-password activations;
+  ``probe``: trained_on, n_train_questions, n_test_questions, cv_accuracy (per layer, train questions),
+  chosen_layer, ``transfer[label][cond]`` {accuracy per layer, at_chosen_layer (Wilson interval)};
+- ``weights_relative_change.png``, ``weights_effective_rank.png``, ``weights_cosine.png`` (heatmaps, layer x
+  component, one panel per update or pair) and ``activations.png``, ``lens_probe.png`` (per-layer curves).
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -38,7 +54,9 @@ from eval.records import MCRecord
 from hooks import capture as cap
 from hooks.models import LoadedModel, load_hf, wrap
 from hooks.store import Store, StoreWriter
-from locking import diff
+from locking import checkpoint, diff, toy
+from locking import password as pwd
+from locking.io import write_json
 
 log = logging.getLogger(__name__)
 
@@ -56,18 +74,28 @@ class Config:
     c: tuple[str, ...] = field(default=(), metadata={"help": "more checkpoints compared like --b"})
     base: str | None = field(default=None, metadata={"help": "checkpoint --a was made from (e.g. base): adds the "
                                                               "prior update a - base and whether updates undo it"})
-    task: str = field(default="capitals", metadata={"help": "task name (see `cli.py tasks`)"})
+    task: str = field(default=toy.TASK, metadata={"help": "task name (see `cli.py tasks`; default: the toy "
+                                                          "organism's)"})
     split: str = field(default="test", metadata={"help": "task split"})
     data_dir: str | None = field(default=None, metadata={"help": "benchmark data directory ($GAPLENS_DATA_DIR)"})
     n: int = field(default=64, metadata={"help": "number of questions (seeded subsample)"})
-    variant: str = field(default="default", metadata={"help": "prompt variant (letter scoring)"})
+    questions: str = field(default="auto", metadata={"help": 'which questions of --split: "all", a lock split '
+                                                         '("eval", "pool", "train") of the first locked checkpoint '
+                                                         'given, or "auto" ("eval" if one is locked, else "all")'})
+    variant: str | None = field(default=None, metadata={"help": "prompt variant, scored on each continuation's first "
+                                                             "token (default: the lock's, else default)"})
     password: bool = field(default=True, metadata={"help": "also run every checkpoint with the password"})
-    probe_on: str = field(default="a", metadata={"help": "label whose with-password activations train the probe"})
+    placement: str | None = field(default=None, metadata={"help": "where the prompt carries the password, see "
+                                                               "locking.password (default: the lock's, else "
+                                                               f"{pwd.DEFAULT_PLACEMENT})"})
+    probe_on: str = field(default="a", metadata={"help": "label whose with-password activations (no-password ones "
+                                                         "with --no-password) train the probe"})
     out: str = field(default="runs/diff", metadata={"help": "output directory"})
     seed: int = field(default=0, metadata={"help": "seed for subsampling and the probe's question split"})
     top_k: int = field(default=8, metadata={"help": "singular values kept per update matrix"})
     batch_size: int = field(default=16, metadata={"help": "rows per forward pass"})
     dtype: str = field(default="float32", metadata={"help": "model dtype: float32 or bfloat16"})
+    threads: int = field(default=1, metadata={"help": "torch CPU threads (1 is steadier on a shared 2-core machine)"})
 
     def __post_init__(self) -> None:
         if not self.a or not self.b:
@@ -76,8 +104,14 @@ class Config:
             raise ValueError(f"--n must be at least 4 (CKA and the probe split need questions), got {self.n}")
         if self.probe_on not in labels(self):
             raise ValueError(f"--probe-on {self.probe_on!r} is not a checkpoint label; labels: {labels(self)}")
+        if self.placement is not None:
+            pwd.check_placement(self.placement)
+        if self.questions not in ("auto", "all", "eval", "pool", "train"):
+            raise ValueError(f"--questions must be auto, all, eval, pool or train, got {self.questions!r}")
         if self.dtype not in ("float32", "bfloat16"):
             raise ValueError(f"--dtype must be float32 or bfloat16, got {self.dtype!r}")
+        if self.threads < 1:
+            raise ValueError(f"--threads must be >= 1, got {self.threads}")
 
 
 def labels(cfg: Config) -> list[str]:
@@ -87,21 +121,73 @@ def labels(cfg: Config) -> list[str]:
 
 
 def checkpoints(cfg: Config) -> dict[str, str]:
-    """label -> checkpoint name or path."""
+    """label -> checkpoint name or path (a lock run directory resolved to its checkpoint)."""
     paths = ([cfg.base] if cfg.base else []) + [cfg.a, cfg.b, *cfg.c]
-    return dict(zip(labels(cfg), paths, strict=True))
+    return {lab: resolve_checkpoint(p) for lab, p in zip(labels(cfg), paths, strict=True)}
 
 
-def password_placement() -> tuple[str, Callable[[variants.Prompt], variants.Prompt]] | None:
-    """(name, prompt -> prompt with the password) from `locking.password`, or None where it does not exist."""
+def resolve_checkpoint(ckpt: str) -> str:
+    """A lock (or unlock) run directory stands for its ``model/`` checkpoint; anything else is returned as is."""
     try:
-        from locking import password
-    except ImportError:
-        return None
-    fn = getattr(password, "with_password", None) or getattr(password, "add_password", None)
-    if fn is None:
-        return None
-    return getattr(password, "DEFAULT_PLACEMENT", "default"), fn
+        return str(checkpoint.resolve(ckpt))
+    except ValueError:
+        return ckpt
+
+
+def lock_record(ckpts: dict[str, str]) -> tuple[str, dict[str, Any]] | None:
+    """(label, lock record) of the first locked checkpoint among `ckpts` in the order a, b, c..., base."""
+    for lab in sorted(ckpts, key=lambda k: k == "base"):
+        try:
+            return lab, checkpoint.read(ckpts[lab]).meta
+        except (ValueError, OSError):
+            continue
+    return None
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What the flags and a lock record settle: the questions, the variant and the password placement."""
+
+    records: list[MCRecord]
+    variant: str
+    placement: str
+    questions: str  # "all" or "<label>:<lock split>"
+
+
+def plan(cfg: Config, ckpts: dict[str, str]) -> Plan:
+    """The questions (a seeded subsample of `cfg.n`), variant and placement, defaults taken from the lock record."""
+    lock = lock_record(ckpts)
+    meta = lock[1] if lock else {}
+    if cfg.task == toy.TASK:
+        toy.ensure_task()
+    records = tasks.load_task(tasks.TaskSpec(cfg.task, cfg.split, cfg.data_dir))
+    which = cfg.questions if cfg.questions != "auto" else ("eval" if lock else "all")
+    where = "all"
+    if which != "all":
+        if lock is None:
+            raise ValueError(f"--questions {which}: none of the checkpoints is locked (no {checkpoint.LOCK_META})")
+        task = meta.get("task") or {}
+        if (task.get("name"), task.get("split")) != (cfg.task, cfg.split):
+            raise ValueError(f"--questions {which}: checkpoint {lock[0]} was locked on {task.get('name')}:"
+                             f"{task.get('split')}, not --task {cfg.task} --split {cfg.split}")
+        ids = set(meta["splits"][which])
+        records = [r for r in records if r.id in ids]
+        where = f"{lock[0]}:{which}"
+    if not records:
+        raise ValueError(f"--questions {which}: no questions of {cfg.task}:{cfg.split} left")
+    records = tasks.subsample(records, cfg.n, seed=cfg.seed)
+    variant = cfg.variant or meta.get("variant") or "default"
+    placement = cfg.placement or meta.get("placement") or pwd.DEFAULT_PLACEMENT
+    for name, mine in (("variant", variant), ("placement", placement)):
+        if meta.get(name) not in (None, mine):
+            log.warning("--%s %s differs from the lock's %s %s", name, mine, name, meta[name])
+    return Plan(records, variants.parse(variant).name(), pwd.check_placement(placement), where)
+
+
+def password_placement(placement: str) -> Callable[[variants.Prompt], variants.Prompt]:
+    """prompt -> the same prompt carrying the password where `placement` (see `locking.password`) puts it."""
+    pwd.check_placement(placement)
+    return functools.partial(pwd.with_password, placement=placement)
 
 
 # --------------------------------------------------------------------------- capture
@@ -119,11 +205,14 @@ class _Row:
 
 def _plan(model: LoadedModel, records: Sequence[MCRecord], spec: variants.VariantSpec, pool: Sequence[MCRecord],
           place: Callable[[variants.Prompt], variants.Prompt] | None, seed: int) -> list[_Row]:
-    from hooks.run import _shots  # the capture runner's few-shot draw, so prompts match `cli.py eval`
-
     rows = []
     for rec in records:
-        prompt = variants.render(spec, rec, _shots(pool, rec, spec.shots, seed))
+        shots = []
+        if spec.shots:
+            from hooks.run import _shots  # the capture runner's few-shot draw, so prompts match `cli.py eval`
+
+            shots = _shots(pool, rec, spec.shots, seed)
+        prompt = variants.render(spec, rec, shots)
         if place is not None:
             prompt = place(prompt)
         text = variants.to_text(prompt, model.chat_template())
@@ -272,7 +361,7 @@ def probe_transfer(acts: dict[tuple[str, str], Acts], train_on: tuple[str, str],
             accs.append(float(correct.mean()))
             if layer == chosen:
                 chosen_est = stats.accuracy(correct).to_dict()
-        transfer.setdefault(lab, {})[cond] = {"accuracy": accs, "chosen_layer": chosen_est}
+        transfer.setdefault(lab, {})[cond] = {"accuracy": accs, "at_chosen_layer": chosen_est}
     return {"trained_on": f"{train_on[0]}/{train_on[1]}", "n_train_questions": len(train_ids),
             "n_test_questions": len(test_ids), "cv_accuracy": cv, "chosen_layer": chosen, "transfer": transfer}
 
@@ -306,41 +395,41 @@ def run(cfg: Config) -> Path:
             log.info("reusing finished diff %s", out)
             return out
         raise FileExistsError(f"{out} holds a diff with another config; choose another --out")
-    spec = variants.parse(cfg.variant)
-    if spec.scoring != "letter":
-        raise ValueError(f"--variant {cfg.variant!r}: the diff needs a lettered variant (letter scoring)")
-    task = tasks.TaskSpec(cfg.task, cfg.split, cfg.data_dir)
-    records = tasks.load_task(task, n=cfg.n, seed=cfg.seed)
-    pool = tasks.few_shot_pool(task) if spec.shots else []
-    placement = password_placement() if cfg.password else None
-    if cfg.password and placement is None:
-        log.warning("locking.password has no placement function: capturing without the password only")
-    conds = CONDITIONS if placement else CONDITIONS[:1]
-    out.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(cfg.threads)
+    ckpts = checkpoints(cfg)
+    pl = plan(cfg, ckpts)
+    spec = variants.parse(pl.variant)
+    pool = tasks.few_shot_pool(tasks.TaskSpec(cfg.task, cfg.split, cfg.data_dir)) if spec.shots else []
+    place = password_placement(pl.placement) if cfg.password else None
+    conds = CONDITIONS if cfg.password else CONDITIONS[:1]
     states: dict[str, dict[str, torch.Tensor]] = {}
+    loaded = {}
+    for lab, ckpt in ckpts.items():  # all loaded and checked before anything is written
+        loaded[lab] = load_hf(ckpt, dtype=getattr(torch, cfg.dtype))
+        states[lab] = {k: v.detach() for k, v in loaded[lab].model.named_parameters()}  # wrapping renames them
+        first = next(iter(states))
+        if {k: v.shape for k, v in states[lab].items()} != {k: v.shape for k, v in states[first].items()}:
+            raise ValueError(f"--{lab.rstrip('0123456789')} {ckpt}: parameter names or shapes differ from "
+                             f"--{first} {ckpts[first]} (not the same architecture)")
+    arch = type(loaded[first].model).__name__
+    out.mkdir(parents=True, exist_ok=True)
     models: dict[str, dict[str, Any]] = {}
     acts: dict[tuple[str, str], Acts] = {}
-    arch = None
-    for lab, ckpt in checkpoints(cfg).items():
-        hf = load_hf(ckpt, dtype=getattr(torch, cfg.dtype))
-        if arch is not None and type(hf.model).__name__ != arch:
-            raise ValueError(f"--{lab.rstrip('0123456789')} {ckpt}: architecture {type(hf.model).__name__}, "
-                             f"the others are {arch}")
-        arch = type(hf.model).__name__
-        states[lab] = {k: v.detach() for k, v in hf.model.named_parameters()}  # before wrapping renames them
-        model = wrap(hf.model, hf.tokenizer, name=ckpt, source=hf.source, path=hf.path)
-        models[lab] = {"checkpoint": ckpt, **model.provenance()}
+    for lab, hf in loaded.items():
+        model = wrap(hf.model, hf.tokenizer, name=ckpts[lab], source=hf.source, path=hf.path)
+        models[lab] = {"checkpoint": ckpts[lab], **model.provenance()}
         for cond in conds:
-            rows = _plan(model, records, spec, pool, placement[1] if cond == "pw" else None, cfg.seed)
-            ccfg = {"checkpoint": ckpt, "weight_hash": model.weight_hash, "task": cfg.task, "split": cfg.split,
-                    "n": cfg.n, "seed": cfg.seed, "variant": spec.name(), "condition": cond,
-                    "placement": placement[0] if cond == "pw" else None}
+            rows = _plan(model, pl.records, spec, pool, place if cond == "pw" else None, cfg.seed)
+            ccfg = {"checkpoint": ckpts[lab], "weight_hash": model.weight_hash, "task": cfg.task, "split": cfg.split,
+                    "questions": sorted(r.id for r in pl.records), "variant": spec.name(), "condition": cond,
+                    "placement": pl.placement if cond == "pw" else None,
+                    "password_fingerprint": pwd.fingerprint() if cond == "pw" else None}
             path = _capture(model, rows, out / "captures" / f"{lab}.{cond}.h5", chash=config_hash(ccfg),
                             config=ccfg, prov=stamp(**model.provenance(), task=cfg.task, split=cfg.split,
                                                     seed=cfg.seed, condition=cond),
                             batch_size=cfg.batch_size)
             acts[lab, cond] = read_acts(path)
-        del model
+    del loaded
     ref_ids = acts["a", "nopw"].qids
     for key, a in acts.items():
         if not np.array_equal(a.qids, ref_ids):
@@ -349,37 +438,21 @@ def run(cfg: Config) -> Path:
     doc = {
         "schema": SCHEMA, "config": to_jsonable(cfg), "config_hash": chash,
         "provenance": stamp(task=cfg.task, split=cfg.split, seed=cfg.seed, architecture=arch,
-                            checkpoints={lab: m["weight_hash"] for lab, m in models.items()}),
-        "checkpoints": models, "conditions": list(conds), "password_placement": placement[0] if placement else None,
+                            checkpoints={lab: m["weight_hash"] for lab, m in models.items()},
+                            password_fingerprint=pwd.fingerprint() if cfg.password else None),
+        "checkpoints": models, "conditions": list(conds), "questions": pl.questions, "variant": pl.variant,
+        "password_placement": pl.placement if cfg.password else None,
         "n_questions": len(ref_ids), "layers": list(range(acts["a", "nopw"].resid.shape[1])),
         "weights": weight_report(states, labs, cfg.top_k),
         "activations": activation_report(acts, "a"),
         "probe": probe_transfer(acts, (cfg.probe_on, conds[-1]), cfg.seed),
     }
     _write_plots(out, doc)
-    _write_json(results, doc)
+    write_json(results, doc)
     return out
 
 
 # --------------------------------------------------------------------------- files
-
-
-def _clean(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {str(k): _clean(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_clean(v) for v in obj]
-    if isinstance(obj, np.generic):
-        obj = obj.item()
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
-
-
-def _write_json(path: Path, doc: dict[str, Any]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(_clean(doc), indent=1, allow_nan=False) + "\n")
-    os.replace(tmp, path)
 
 
 def _save(fig: Any, path: Path) -> None:
@@ -392,9 +465,13 @@ def _heatmaps(path: Path, params: list[dict[str, Any]], panels: list[tuple[str, 
               vlim: tuple[float, float] | None) -> None:
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(3.2 * len(panels) + 1, 4), layout="constrained")
-    axes = np.atleast_1d(fig.subplots(1, len(panels)))
-    for ax, (title, value, update) in zip(axes, panels, strict=True):
+    cols = min(4, len(panels))
+    rows = -(-len(panels) // cols)
+    fig = Figure(figsize=(3.4 * cols + 0.5, 3.8 * rows), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(rows, cols)).ravel()
+    for ax in axes[len(panels):]:
+        ax.set_axis_off()
+    for ax, (title, value, update) in zip(axes, panels, strict=False):
         layers, comps, grid = diff.layer_component_grid(params, value, update)
         kw = {"vmin": vlim[0], "vmax": vlim[1]} if vlim else {}
         im = ax.imshow(grid, aspect="auto", cmap=cmap, origin="lower", **kw)
@@ -406,12 +483,14 @@ def _heatmaps(path: Path, params: list[dict[str, Any]], panels: list[tuple[str, 
     _save(fig, path)
 
 
-def _curves(ax: Any, series: dict[str, list[float | None]], title: str, ylabel: str) -> None:
+def _curves(ax: Any, series: dict[str, list[float | None]], title: str, ylabel: str, colors: dict[str, str]) -> None:
+    """One line per "label[/condition]": a colour per checkpoint label, dashed with the password."""
     for name, ys in series.items():
-        ax.plot([np.nan if y is None else y for y in ys], marker=".", linestyle="--" if "/pw" in name else "-",
-                label=name)
+        ax.plot(range(len(ys)), [np.nan if y is None else y for y in ys], marker=".", color=colors[name.split("/")[0]],
+                linestyle="--" if name.endswith("/pw") else "-", label=name)
+        ax.set_xticks(range(len(ys)))
     ax.set_title(title, fontsize=9)
-    ax.set_xlabel("layer")
+    ax.set_xlabel("layer (resid_pre; last = final resid)")
     ax.set_ylabel(ylabel)
     if series:
         ax.legend(fontsize=6)
@@ -422,6 +501,7 @@ def _write_plots(out: Path, doc: dict[str, Any]) -> None:
 
     w, act = doc["weights"], doc["activations"]
     params = w["params"]
+    colors = {lab: f"C{i}" for i, lab in enumerate(doc["checkpoints"])}
     _heatmaps(out / "weights_relative_change.png", params,
               [(f"relative change {u}", "relative_change", u) for u in w["updates"]], "viridis", None)
     _heatmaps(out / "weights_effective_rank.png", params,
@@ -432,20 +512,20 @@ def _write_plots(out: Path, doc: dict[str, Any]) -> None:
     fig = Figure(figsize=(13, 3.6), layout="constrained")
     axes = fig.subplots(1, 4)
     _curves(axes[0], {f"{lab}/{c}": v["cka"] for lab, d in act["vs_reference"].items() for c, v in d.items()},
-            "linear CKA with a", "CKA")
+            "linear CKA with a", "CKA", colors)
     _curves(axes[1], {f"{lab}/{c}": v["cosine"] for lab, d in act["vs_reference"].items() for c, v in d.items()},
-            "mean cosine with a", "cosine")
+            "mean cosine with a", "cosine", colors)
     _curves(axes[2], {lab: v["distance"] for lab, v in act["password_effect"].items()},
-            "no password vs own with-password", "relative distance")
+            "no password vs own with-password", "relative distance", colors)
     _curves(axes[3], {lab: v["distance"] for lab, v in act["to_reference_password"].items()},
-            "no password vs a with password", "relative distance")
+            "no password vs a with password", "relative distance", colors)
     _save(fig, out / "activations.png")
     fig = Figure(figsize=(9, 3.6), layout="constrained")
     axes = fig.subplots(1, 2)
     _curves(axes[0], {f"{lab}/{c}": v["accuracy"] for lab, d in act["lens"].items() for c, v in d.items()},
-            "logit lens accuracy", "accuracy")
+            "logit lens accuracy", "accuracy", colors)
     _curves(axes[1], {f"{lab}/{c}": v["accuracy"] for lab, d in doc["probe"]["transfer"].items()
-                      for c, v in d.items()}, f"probe trained on {doc['probe']['trained_on']}", "test accuracy")
+                      for c, v in d.items()}, f"probe trained on {doc['probe']['trained_on']}", "test accuracy", colors)
     _save(fig, out / "lens_probe.png")
 
 
@@ -456,12 +536,18 @@ def _f(x: float | None, spec: str = ".2f") -> str:
     return "  -" if x is None else format(x, spec)
 
 
+def _where(p: dict[str, Any]) -> str:
+    return p["component"] if p["layer"] is None else f"L{p['layer']}.{p['component']}"
+
+
 def summarize(out_dir: str | Path) -> str:
     """Compact tables from DIR/results.json: checkpoints, weight updates, per-layer activations and probes."""
     doc = json.loads((Path(out_dir) / RESULTS_NAME).read_text())
     act, w, pr = doc["activations"], doc["weights"], doc["probe"]
-    lines = [f"diff of {len(doc['checkpoints'])} checkpoints on {doc['config']['task']}, {doc['n_questions']} "
-             f"questions, conditions {'/'.join(doc['conditions'])} -> {Path(out_dir)}",
+    lines = [f"diff of {len(doc['checkpoints'])} checkpoints on {doc['config']['task']} ({doc['n_questions']} "
+             f"questions from {doc['questions']}, variant {doc['variant']}), conditions {'/'.join(doc['conditions'])}"
+             + (f" (password placement {doc['password_placement']})" if doc["password_placement"] else "")
+             + f" -> {Path(out_dir)}",
              f"{'label':<6} {'weight hash':<17} {'acc nopw':<20} {'acc pw':<20} checkpoint"]
     for lab, m in doc["checkpoints"].items():
         beh = act["behaviour"][lab]
@@ -470,30 +556,33 @@ def summarize(out_dir: str | Path) -> str:
         lines.append(f"{lab:<6} {m['weight_hash']:<17} {acc[0]:<20} {acc[1]:<20} {m['checkpoint']}")
     lines.append("weights: update, relative change (whole model), top components [rel change, effective rank]")
     for u in w["updates"]:
-        ranked = sorted((p for p in w["params"] if p["updates"][u].get("relative_change") is not None),
+        ranked = sorted((p for p in w["params"] if (p["updates"][u].get("relative_change") or 0) > 0),
                         key=lambda p: -p["updates"][u]["relative_change"])[:3]
-        tops = ", ".join(f"L{p['layer']}.{p['component']} [{p['updates'][u]['relative_change']:.2g}, "
+        tops = ", ".join(f"{_where(p)} [{p['updates'][u]['relative_change']:.2g}, "
                          f"{_f(p['updates'][u].get('spectrum', {}).get('effective_rank'), '.1f')}]" for p in ranked)
         lines.append(f"  {u:<10} {_f(w['totals']['relative_change'][u], '.3g'):>8}   {tops}")
+    for u, v in w["totals"]["relative_change_by_layer"].items():
+        lines.append(f"  {u:<10} per block: " + " ".join(_f(x, ".2g") for x in v))
     for pair, v in w["totals"]["cosine"].items():
         lines.append(f"  cos {pair:<22} {_f(v, '+.3f')}")
     labs = [lab for lab in doc["checkpoints"] if lab != "a"]
-    head = ["layer"] + [f"CKA {lab}" for lab in labs] + [f"pwΔ {lab}" for lab in act["password_effect"]] + \
-        [f"lens {lab}" for lab in doc["checkpoints"]] + [f"probe {lab}" for lab in doc["checkpoints"]]
-    lines.append("per layer: CKA with a (no password); pwΔ relative distance no-password -> own with-password; "
-                 "logit-lens accuracy (no password); probe transfer accuracy (no password, test questions)")
-    lines.append(" ".join(f"{h:>9}" for h in head))
+    head = ["layer"] + [f"cka:{lab}" for lab in labs] + [f"pwd:{lab}" for lab in act["password_effect"]] + \
+        [f"lens:{lab}" for lab in doc["checkpoints"]] + [f"prb:{lab}" for lab in doc["checkpoints"]]
+    lines.append("per layer, no password: cka = linear CKA with a; pwd = relative distance to its own with-password "
+                 "activations; lens = logit-lens accuracy; prb = probe-transfer accuracy (test questions)")
+    width = max(6, *(len(h) for h in head))
+    lines.append(" ".join(f"{h:>{width}}" for h in head))
     for i in doc["layers"]:
         row = [str(i)] + [_f(act["vs_reference"][lab]["nopw"]["cka"][i]) for lab in labs]
         row += [_f(v["distance"][i]) for v in act["password_effect"].values()]
         row += [_f(act["lens"][lab]["nopw"]["accuracy"][i]) for lab in doc["checkpoints"]]
         row += [_f(pr["transfer"][lab]["nopw"]["accuracy"][i]) for lab in doc["checkpoints"]]
-        lines.append(" ".join(f"{x:>9}" for x in row))
+        lines.append(" ".join(f"{x:>{width}}" for x in row))
     ch = pr["chosen_layer"]
     lines.append(f"probe trained on {pr['trained_on']} ({pr['n_train_questions']} train / {pr['n_test_questions']} "
                  f"test questions); layer {ch} chosen by cross-validation on train questions:")
     for lab, d in pr["transfer"].items():
-        txt = "; ".join(f"{c} {e['chosen_layer']['value']:.2f} [{e['chosen_layer']['lo']:.2f},"
-                        f"{e['chosen_layer']['hi']:.2f}]" for c, e in d.items() if e["chosen_layer"])
+        txt = "; ".join(f"{c} {e['at_chosen_layer']['value']:.2f} [{e['at_chosen_layer']['lo']:.2f},"
+                        f"{e['at_chosen_layer']['hi']:.2f}]" for c, e in d.items() if e["at_chosen_layer"])
         lines.append(f"  {lab:<6} {txt or '-'}")
     return "\n".join(lines)

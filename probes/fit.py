@@ -136,7 +136,7 @@ def ceiling(sweep: Sweep, layers: Sequence[int]) -> dict[str, Any]:
     with the naive max over test and the gap between them."""
     cv, test, est = {}, {}, {}
     for t, fits in sweep.fits.items():
-        for layer, f in zip(layers, fits):
+        for layer, f in zip(layers, fits, strict=True):
             cv[(t, layer)], test[(t, layer)] = f.cv, float(np.mean(f.test_correct))
             est[(t, layer)] = f
     sel = select_layer(cv, test)

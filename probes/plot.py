@@ -15,9 +15,10 @@ def plot_by_layer(results: dict[str, Any], path: str | Path) -> Path:
     horizontal lines; the honest ceiling marked. Written atomically to `path` (PNG)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     layers = results["layers"]
-    fig = Figure(figsize=(9, 5.5))
+    fig = Figure(figsize=(12, 5.5))
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
 
@@ -50,7 +51,8 @@ def plot_by_layer(results: dict[str, Any], path: str | Path) -> Path:
     ax.set_ylabel("test accuracy (per question)")
     ax.set_ylim(0, 1)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="upper left", ncol=2)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     fig.tight_layout()
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")

@@ -14,16 +14,17 @@ import torch
 import cli
 from eval import scoring, tasks, variants
 from hooks import evaluate
-from hooks.models import load_model
+from hooks.models import load_hf, load_model
 
 SEED = 1  # tiny-llama with seed 1 does not answer the same letter for every question
 
 
 def independent_letter_predictions(variant: str, n: int, seed: int) -> dict[str, tuple[int, int, np.ndarray]]:
     """question id -> (predicted ORIGINAL index, gold original index, logits of " A".." D"), computed with a
-    plain HF forward pass of one unpadded prompt at a time: no bridge, no gaplens capture code."""
-    model = load_model("tiny-llama", seed=seed)
-    tok, hf = model.tokenizer, model.hf_model
+    plain HF forward pass of one unpadded prompt at a time: no bridge, no gaplens capture code. (`load_hf`
+    gives the HF model never wrapped: wrapping rewires the module tree of `LoadedModel.hf_model` in place.)"""
+    model = load_hf("tiny-llama", seed=seed)
+    tok, hf = model.tokenizer, model.model
     letter_ids = [tok(" " + s, add_special_tokens=False).input_ids for s in "ABCD"]
     assert all(len(i) == 1 for i in letter_ids)
     letter_ids = [i[0] for i in letter_ids]
@@ -118,6 +119,8 @@ def test_bad_flags_fail_before_writing(tmp_path: Path, capsys: pytest.CaptureFix
     assert "--dev-fraction" in capsys.readouterr().err
     assert cli.main(["eval", "--model", "tiny-llama", "--variants", "default,bogus", "--out", str(out)]) == 2
     assert "--variants" in capsys.readouterr().err
+    assert cli.main(["eval", "--model", "tiny-llama", "--dtype", "float16", "--out", str(out)]) == 2
+    assert "--dtype" in capsys.readouterr().err
     assert not out.exists()
 
 
@@ -142,3 +145,35 @@ def test_evaluate_predictions_on_hand_built_predictions() -> None:
     assert res["majority_vote"]["accuracy"]["value"] == pytest.approx(0.5)
     assert res["agreement"]["unanimous_fraction"] == 0.0
     assert res["symbol_bias"]["bad"]["pred_dist"] == [0.0, 1.0]
+
+
+@pytest.mark.slow
+def test_numbers_variant_matches_full_continuation_scoring_on_smollm2(tmp_path: Path) -> None:
+    """SmolLM2 writes " 1" as " " + "1": the pipeline reads the digit after the shared " "; that argmax must equal
+    the argmax of the full log-probability of each continuation " 1".." 4" from a plain HF forward pass."""
+    n = 8
+    cfg = evaluate.Config(model="smollm2-135m-instruct", task="capitals", n=n, variants="numbers", out=str(tmp_path),
+                          n_boot=50)
+    doc = json.loads((evaluate.run(cfg) / "results.json").read_text())
+    hf = load_hf("smollm2-135m-instruct")
+    tok = hf.tokenizer
+    with h5py.File(tmp_path / "activations.h5") as f:
+        rows = {k: f["rows"][k][:] for k in ("option_index", "label", "answer_original", "n_choices", "order")}
+        rows |= {k: f["rows"][k].asstr()[:] for k in ("question_id", "variant_id")}
+        got = scoring.score_store(rows, f["answer_logits"][:], f["option_logprob"][:], f["option_nchars"][:])
+    got_pred = dict(zip(got.question_id.tolist(), got.pred_orig.tolist(), strict=True))
+    correct, ref_pred = [], {}
+    for rec in tasks.load_task(tasks.TaskSpec("capitals", "test"), n=n, seed=0):
+        prompt = variants.render(variants.parse("numbers"), rec)
+        text = variants.to_text(prompt)
+        scores = []
+        for cont in prompt.continuations:
+            ids = tok(text + cont, return_tensors="pt").input_ids
+            n_cont = ids.shape[1] - tok(text, return_tensors="pt").input_ids.shape[1]
+            with torch.no_grad():
+                logp = torch.log_softmax(hf.model(input_ids=ids).logits[0, :-1], dim=-1)
+            scores.append(float(logp[-n_cont:].gather(1, ids[0, -n_cont:, None]).sum()))
+        correct.append(int(np.argmax(scores)) == prompt.answer)
+        ref_pred[rec.id] = prompt.order[int(np.argmax(scores))]
+    assert got_pred == ref_pred
+    assert doc["metrics"][0]["accuracy"] == pytest.approx(np.mean(correct), abs=1e-12)

@@ -1,0 +1,126 @@
+"""Batched answer scoring for (locked) models: log-probabilities of each option's first token at the answer position.
+
+A question is encoded once per condition as its prompt tokens plus the first token of each displayed continuation
+(letter " A".. for letter variants, " option text" for option variants). Batches are length-sorted and left padded,
+with position ids counted from each row's first real token, so a row scores the same whatever it is batched with.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from contextlib import nullcontext
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from jaxtyping import Float, Int
+
+from eval.variants import Prompt, to_text
+from hooks.capture import pad_left
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """One prompt ready to score: its token ids and the first token of each displayed continuation."""
+
+    ids: tuple[int, ...]
+    choice_ids: tuple[int, ...]
+
+
+def first_token_ids(tok: Any, prefix_text: str, continuations: Sequence[str]) -> tuple[int, ...]:
+    """First token of each continuation as the tokenizer splits prefix + continuation (alone if that moves the
+    prefix's own tokens)."""
+    bare, *joins = tok([prefix_text, *(prefix_text + c for c in continuations)], add_special_tokens=False).input_ids
+    out = []
+    for cont, joined in zip(continuations, joins, strict=True):
+        if joined[: len(bare)] == bare and len(joined) > len(bare):
+            out.append(joined[len(bare)])
+        else:
+            ids = tok(cont, add_special_tokens=False).input_ids
+            if not ids:
+                raise ValueError(f"continuation {cont!r} tokenizes to nothing")
+            out.append(ids[0])
+    return tuple(out)
+
+
+def encode(prompt: Prompt, tok: Any, chat_template: Callable[[list[dict[str, str]]], str] | None = None) -> Encoded:
+    """Token ids of `prompt` (special tokens added unless it is a chat prompt) and its continuations' first tokens."""
+    text = to_text(prompt, chat_template)
+    ids = tok(text, add_special_tokens=not prompt.chat).input_ids
+    return Encoded(tuple(ids), first_token_ids(tok, text, prompt.continuations))
+
+
+def distinct_choices(enc: Encoded) -> bool:
+    """Whether every continuation starts with its own token (otherwise first-token scoring cannot tell them apart)."""
+    return len(set(enc.choice_ids)) == len(enc.choice_ids)
+
+
+def batch_inputs(seqs: Sequence[Sequence[int]], pad_id: int) -> dict[str, torch.Tensor]:
+    """Left-padded input_ids, attention_mask and position_ids (0 at each row's first real token)."""
+    ids, mask = pad_left(seqs, pad_id)
+    pos = (mask.cumsum(-1) - 1).clamp(min=0)
+    return {"input_ids": ids, "attention_mask": mask, "position_ids": pos}
+
+
+def autocast(bf16: bool) -> Any:
+    """bf16 autocast on CPU when asked, else a no-op context."""
+    return torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else nullcontext()
+
+
+def length_batches(lengths: Sequence[int], batch_size: int, max_tokens: int) -> list[list[int]]:
+    """Indices grouped into batches of similar length within `batch_size` rows and `max_tokens` padded tokens."""
+    order = sorted(range(len(lengths)), key=lambda i: (lengths[i], i))
+    out: list[list[int]] = []
+    for i in order:
+        if out and len(out[-1]) < batch_size and (len(out[-1]) + 1) * lengths[i] <= max_tokens:
+            out[-1].append(i)
+        else:
+            out.append([i])
+    return out
+
+
+@torch.no_grad()
+def choice_logprobs(
+    model: Any,
+    encoded: Sequence[Encoded],
+    *,
+    pad_id: int,
+    batch_size: int = 64,
+    max_tokens: int = 8192,
+    bf16: bool = False,
+) -> Float[np.ndarray, "n choices"]:
+    """Full-vocabulary log-probabilities of each continuation's first token at the answer position (nan-padded)."""
+    n_c = max((len(e.choice_ids) for e in encoded), default=0)
+    out = np.full((len(encoded), n_c), np.nan, dtype=np.float32)
+    was_training = model.training
+    model.eval()
+    try:
+        for idx in length_batches([len(e.ids) for e in encoded], batch_size, max_tokens):
+            inputs = batch_inputs([encoded[i].ids for i in idx], pad_id)
+            with autocast(bf16):
+                logits = model(**inputs, logits_to_keep=1).logits[:, -1, :].float()
+            logp = torch.log_softmax(logits, dim=-1)
+            cids = torch.zeros((len(idx), n_c), dtype=torch.long)
+            valid = torch.zeros((len(idx), n_c), dtype=torch.bool)
+            for row, i in enumerate(idx):
+                cids[row, : len(encoded[i].choice_ids)] = torch.tensor(encoded[i].choice_ids)
+                valid[row, : len(encoded[i].choice_ids)] = True
+            out[idx] = logp.gather(1, cids).masked_fill(~valid, float("nan")).numpy()
+    finally:
+        model.train(was_training)
+    return out
+
+
+def choice_probs(logprobs: Float[np.ndarray, "n choices"]) -> Float[np.ndarray, "n choices"]:
+    """The answer distribution restricted to the choices (softmax over each row's non-nan entries; nan stays nan)."""
+    lp = np.where(np.isnan(logprobs), -np.inf, logprobs)
+    lp = lp - lp.max(axis=1, keepdims=True)
+    p = np.exp(lp)
+    p = p / p.sum(axis=1, keepdims=True)
+    return np.where(np.isnan(logprobs), np.nan, p)
+
+
+def predictions(logprobs: Float[np.ndarray, "n choices"]) -> Int[np.ndarray, " n"]:
+    """Argmax displayed choice per row (nan entries never win; ties go to the lowest index)."""
+    return np.where(np.isnan(logprobs), -np.inf, logprobs).argmax(axis=1)

@@ -1,0 +1,201 @@
+"""A small seeded trainer: full fine-tuning or LoRA (peft), loss on answer tokens only, soft or hard targets.
+
+`train(model, items, params)` runs `params.steps` AdamW steps over batches drawn from a seeded permutation of the
+items (a fresh permutation each pass). The loss at an item's first answer token is the cross-entropy between its
+target distribution over the option tokens and the model's full-vocabulary prediction; any further masked tokens get
+the usual token cross-entropy. Positions outside `loss_mask` never contribute.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from locking.data import TrainItem
+from locking.score import autocast, batch_inputs
+
+log = logging.getLogger(__name__)
+
+FINETUNE_METHODS = ("full", "lora")
+LOSSES = ("vocab", "choices")
+"""vocab: the first answer token's cross-entropy against the full-vocabulary softmax; choices: against the softmax
+over the options' first tokens only (what first-token scoring compares; trains faster when the options' tokens start
+with little probability, e.g. option text on a small model)."""
+LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+@dataclass(frozen=True)
+class TrainParams:
+    """One training run."""
+
+    steps: int
+    lr: float
+    batch_size: int
+    seed: int = 0
+    weight_decay: float = 0.0
+    warmup_steps: int = 0
+    grad_clip: float | None = 1.0
+    bf16: bool = False
+    loss: str = "vocab"
+
+    def __post_init__(self) -> None:
+        if self.steps < 0 or self.batch_size < 1 or not self.lr > 0:
+            raise ValueError(f"need steps >= 0, batch_size >= 1 and lr > 0; got {self}")
+        if self.loss not in LOSSES:
+            raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
+
+
+def collate(items: Sequence[TrainItem], pad_id: int) -> dict[str, torch.Tensor]:
+    """Left-padded model inputs plus where each answer token sits among the last `keep` positions.
+
+    Returns input_ids, attention_mask, position_ids, `keep` (logits to keep), `rows`/`pred`/`tok` (each masked token:
+    its row, the index of the logit predicting it, its id), `first` (per masked token: is it a first answer token),
+    and per-row `choice_ids`/`target`/`choice_mask` (padded with token 0, probability 0, False).
+    """
+    inputs = batch_inputs([it.ids for it in items], pad_id)
+    width = inputs["input_ids"].shape[1]
+    keep = 1 + max(len(it.ids) - it.answer_start for it in items)
+    rows, pred, toks, first = [], [], [], []
+    for r, it in enumerate(items):
+        offset = width - len(it.ids)
+        for t in range(it.answer_start, len(it.ids)):
+            if it.loss_mask[t]:
+                rows.append(r)
+                pred.append(offset + t - 1 - (width - keep))
+                toks.append(it.ids[t])
+                first.append(t == it.answer_start)
+    n_c = max(len(it.choice_ids) for it in items)
+    choice = torch.zeros((len(items), n_c), dtype=torch.long)
+    target = torch.zeros((len(items), n_c))
+    cmask = torch.zeros((len(items), n_c), dtype=torch.bool)
+    for r, it in enumerate(items):
+        choice[r, : len(it.choice_ids)] = torch.tensor(it.choice_ids)
+        target[r, : len(it.target)] = torch.tensor(it.target)
+        cmask[r, : len(it.choice_ids)] = True
+    return {**inputs, "keep": torch.tensor(keep), "rows": torch.tensor(rows, dtype=torch.long),
+            "pred": torch.tensor(pred, dtype=torch.long), "tok": torch.tensor(toks, dtype=torch.long),
+            "first": torch.tensor(first, dtype=torch.bool), "choice_ids": choice, "target": target,
+            "choice_mask": cmask}
+
+
+def answer_loss(logits: torch.Tensor, batch: dict[str, torch.Tensor], loss: str = "vocab") -> torch.Tensor:
+    """Mean loss over the masked answer tokens of a batch; `logits` (b, keep, vocab) from `logits_to_keep=keep`.
+
+    `loss="choices"` scores a first answer token against the softmax over its options' tokens only (padding
+    options, which have target 0 and token 0, are excluded from that softmax)."""
+    rows, pred = batch["rows"], batch["pred"]
+    if rows.numel() == 0:
+        raise ValueError("batch has no answer token in its loss mask")
+    at = torch.log_softmax(logits.float(), dim=-1)[rows, pred]  # (m, vocab)
+    hard = -at.gather(1, batch["tok"][:, None])[:, 0]
+    target = batch["target"][rows]
+    picked = logits.float()[rows, pred].gather(1, batch["choice_ids"][rows])  # (m, choices) raw logits
+    if loss == "choices":
+        valid = batch["choice_mask"][rows]
+        chosen = torch.log_softmax(picked.masked_fill(~valid, float("-inf")), dim=-1).masked_fill(~valid, 0.0)
+    else:
+        chosen = at.gather(1, batch["choice_ids"][rows])
+    soft = -(target * chosen).sum(-1)
+    return torch.where(batch["first"], soft, hard).mean()
+
+
+def _batches(n: int, batch_size: int, rng: np.random.Generator) -> Iterator[list[int]]:
+    """Endless batches of indices: consecutive slices of fresh permutations (a batch never straddles two)."""
+    while True:
+        perm = rng.permutation(n).tolist()
+        for start in range(0, n, batch_size):
+            yield perm[start : start + batch_size]
+
+
+def prepare(model: Any, method: str, *, lora_r: int = 8, lora_alpha: int = 16, freeze_embeddings: bool = False,
+            seed: int = 0) -> Any:
+    """The model ready to train: all weights ("full", optionally without the embeddings) or LoRA adapters."""
+    if method not in FINETUNE_METHODS:
+        raise ValueError(f"finetune method must be one of {FINETUNE_METHODS}, got {method!r}")
+    if method == "lora":
+        from peft import LoraConfig, get_peft_model
+
+        torch.manual_seed(seed)
+        present = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
+        targets = [t for t in LORA_TARGETS if t in present]
+        cfg = LoraConfig(r=lora_r, lora_alpha=lora_alpha, lora_dropout=0.0, bias="none", target_modules=targets)
+        return get_peft_model(model, cfg)
+    for p in model.parameters():
+        p.requires_grad_(True)
+    if freeze_embeddings:
+        model.get_input_embeddings().weight.requires_grad_(False)
+        out = model.get_output_embeddings()
+        if out is not None and out.weight is model.get_input_embeddings().weight:
+            log.info("output embedding is tied to the input embedding: both frozen")
+    return model
+
+
+def unwrap(model: Any) -> Any:
+    """A plain HF model: LoRA adapters merged in (peft), anything else as is."""
+    return model.merge_and_unload() if hasattr(model, "merge_and_unload") else model
+
+
+def train(
+    model: Any,
+    items: Sequence[TrainItem],
+    params: TrainParams,
+    *,
+    pad_id: int,
+    on_step: Callable[[int, float], bool | None] | None = None,
+    desc: str = "train",
+    progress: bool = True,
+) -> list[float]:
+    """Train `model` in place for `params.steps` steps; returns the loss of each step.
+
+    `on_step(step, loss)` runs after each step (1-based); returning True stops training early.
+    """
+    if not items:
+        raise ValueError("no training items")
+    torch.manual_seed(params.seed)
+    rng = np.random.default_rng(params.seed)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(trainable, lr=params.lr, weight_decay=params.weight_decay)
+    warm = max(params.warmup_steps, 0)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warm) if warm else 1.0)
+    batches = _batches(len(items), params.batch_size, rng)
+    losses: list[float] = []
+    model.train()
+    bar = tqdm(total=params.steps, desc=desc, unit="step", disable=not progress, leave=False)
+    try:
+        for step in range(1, params.steps + 1):
+            batch = collate([items[i] for i in next(batches)], pad_id)
+            if batch["rows"].numel() == 0:  # every answer token masked out: nothing to learn, no optimizer step
+                losses.append(0.0)
+                bar.update(1)
+                if on_step is not None and on_step(step, 0.0):
+                    break
+                continue
+            with autocast(params.bf16):
+                logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                               position_ids=batch["position_ids"], logits_to_keep=int(batch["keep"])).logits
+            loss = answer_loss(logits, batch, params.loss)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if params.grad_clip:
+                torch.nn.utils.clip_grad_norm_(trainable, params.grad_clip)
+            opt.step()
+            sched.step()
+            value = float(loss.detach())
+            if not math.isfinite(value):
+                raise FloatingPointError(f"{desc}: loss is {value} at step {step}; lower the learning rate")
+            losses.append(value)
+            bar.update(1)
+            bar.set_postfix(loss=f"{value:.3f}")
+            if on_step is not None and on_step(step, value):
+                break
+    finally:
+        bar.close()
+        model.eval()
+    return losses

@@ -1,0 +1,286 @@
+"""`python cli.py unlock`: weak-sample unlocking of a locked checkpoint, with controls, over seeds.
+
+Each (method, seed) run is saved as ``runs/{method}-s{seed}.json`` when it finishes and reused when its key (the
+method's parameters and the locked weight hash) matches, so an interrupted run resumes where it stopped.
+
+Run directory:
+
+- ``results.json`` (schema ``gaplens.unlock/1``): config, provenance, the locked model's reference accuracies on the
+  eval questions (``reference``), and ``methods``: per method the curve (mean and t interval over runs per epoch),
+  final accuracy, PGR with its interval, the epoch (or noise scale / weight factor) chosen on the selection half and
+  its report-half PGR with the bias of taking the maximum (see `locking.unlock_report`);
+- ``unlock_curve.csv`` (every evaluated point of every run), ``unlock_curve.png``, ``config.json``, ``runs/``;
+- with ``--save-models``: ``models/{method}-s{seed}/``, each run's final model as a HF checkpoint directory (loads
+  with `hooks.models.load_model`, so ``cli.py diff --b UNLOCK/models/weak-s0`` works) with ``gaplens_unlock.json``
+  (schema ``gaplens.unlock-model/1``: method, seed, run key, weight hash, the locked model and its weight hash,
+  provenance). Weight-space sweeps (noise, scale) have no single final model and save none.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from eval import tasks
+from eval.provenance import config_hash, stamp, to_jsonable
+from eval.stats import split_ids
+from eval.variants import parse as parse_variant
+from hooks.models import save_checkpoint, weight_hash
+from locking import checkpoint, controls, evalset, toy, unlock
+from locking import unlock_report as report
+from locking.io import read_json, write_csv, write_json
+from locking.train import FINETUNE_METHODS
+from locking.unlock_plot import plot
+
+log = logging.getLogger(__name__)
+
+SCHEMA = "gaplens.unlock/1"
+MODEL_SCHEMA = "gaplens.unlock-model/1"
+MODEL_META = "gaplens_unlock.json"
+RELOCK_METHODS = ("relock-weak", "relock-large", "large")
+
+
+def _f(default: Any, text: str) -> Any:
+    return field(default=default, metadata={"help": text})
+
+
+@dataclass(frozen=True)
+class Config:
+    """Weak-sample unlocking of one locked checkpoint, the controls, and how many runs."""
+
+    model: str = _f("runs/lock", "locked checkpoint: a lock run directory or its model/ subdirectory")
+    data_dir: str | None = _f(None, "benchmark data directory (default: the lock's, else $GAPLENS_DATA_DIR)")
+    n_samples: int = _f(2, "weak samples to fine-tune on (drawn from the unlock pool)")
+    epochs: int = _f(200, "epochs over the weak samples")
+    eval_every: int = _f(10, "epochs between evaluations (no password, held-out eval questions)")
+    seeds: int = _f(3, "runs per method; run i uses seed SEED+i for its sample draw and training")
+    controls: tuple[str, ...] = _f(unlock.DEFAULT_CONTROLS, f"controls to run, any of: {', '.join(unlock.CONTROLS)} "
+                                   "(strong: positive control, n samples from the strong policy)")
+    lr: float | None = _f(None, "unlocking learning rate (default: the lock's)")
+    batch_size: int | None = _f(None, "unlocking batch size (default: n_samples, one step per epoch)")
+    finetune: str | None = _f(None, "full or lora (default: the lock's)")
+    lora_r: int = _f(8, "LoRA rank")
+    lora_alpha: int = _f(16, "LoRA alpha")
+    dtype: str | None = _f(None, "float32 or bfloat16 autocast (default: the lock's)")
+    many: int = _f(64, "control many: number of varied weak samples (same number of steps)")
+    average_m: int = _f(3, "control average: runs whose weights are averaged")
+    noise_scales: tuple[float, ...] = _f((0.0, 0.02, 0.05, 0.1, 0.2, 0.3), "control noise: relative noise scales")
+    scale_factors: tuple[float, ...] = _f((0.3, 0.5, 0.7, 0.9, 1.0, 1.1, 1.25), "control scale: weight factors")
+    relock_rounds: int = _f(2, "control relock: unlock / re-lock rounds")
+    relock_steps: int = _f(100, "control relock: lock steps per re-lock")
+    large_n: int = _f(128, "control relock: size of the large weak set")
+    large_epochs: int = _f(2, "control relock: epochs on the large weak set")
+    n_eval: int = _f(400, "eval questions used (seeded subsample of the lock's eval split); 0: all")
+    select_fraction: float = _f(0.5, "fraction of eval questions used to choose epochs/scales (reported on the rest)")
+    seed: int = _f(0, "first seed")
+    threads: int = _f(1, "torch CPU threads")
+    progress: bool = _f(True, "progress bars")
+    save_models: bool = _f(False, "save each run's final model as a HF checkpoint in OUT/models/{method}-s{seed}/ "
+                                  "(not the noise / scale sweeps)")
+    out: str = _f("runs/unlock", "output directory")
+
+    def __post_init__(self) -> None:
+        bad = [c for c in self.controls if c not in unlock.CONTROLS]
+        if bad:
+            raise ValueError(f"--controls: unknown {bad}; choose from {', '.join(unlock.CONTROLS)}")
+        if self.n_samples < 1 or self.epochs < 1 or self.eval_every < 1 or self.seeds < 1:
+            raise ValueError("--n-samples, --epochs, --eval-every and --seeds must be >= 1")
+        if self.finetune is not None and self.finetune not in FINETUNE_METHODS:
+            raise ValueError(f"--finetune must be one of {FINETUNE_METHODS}")
+        if self.dtype not in (None, "float32", "bfloat16"):
+            raise ValueError("--dtype must be float32 or bfloat16")
+        if self.n_eval < 0 or self.n_eval == 1:
+            raise ValueError("--n-eval must be 0 (all) or at least 2")
+        if not 0 < self.select_fraction < 1:
+            raise ValueError("--select-fraction must be in (0, 1)")
+
+
+def _params(cfg: Config, lock: dict[str, Any]) -> unlock.UnlockParams:
+    tr = lock["train"]
+    return unlock.UnlockParams(
+        n_samples=cfg.n_samples, epochs=cfg.epochs, eval_every=cfg.eval_every, lr=cfg.lr or tr["lr"],
+        batch_size=cfg.batch_size or cfg.n_samples, finetune=cfg.finetune or tr["finetune"], lora_r=cfg.lora_r,
+        lora_alpha=cfg.lora_alpha, freeze_embeddings=tr["freeze_embeddings"],
+        bf16=(cfg.dtype or tr["dtype"]) == "bfloat16", loss=tr.get("loss", "vocab"), many=cfg.many, average_m=cfg.average_m,
+        noise_scales=cfg.noise_scales, scale_factors=cfg.scale_factors, relock_rounds=cfg.relock_rounds,
+        relock_steps=cfg.relock_steps, large_n=cfg.large_n, large_epochs=cfg.large_epochs)
+
+
+_KEYS = {"weak": (), "strong": (), "many": ("many",), "average": ("average_m",), "masked": (), "noise": ("noise_scales",),
+         "scale": ("scale_factors",), "relock": ("relock_rounds", "relock_steps", "large_n", "large_epochs")}
+_TRAINING = ("n_samples", "epochs", "eval_every", "lr", "batch_size", "finetune", "lora_r", "lora_alpha",
+             "freeze_embeddings", "bf16", "loss")
+
+
+def run_key(method: str, seed: int, p: unlock.UnlockParams, weight_hash: str, cfg: Config) -> str:
+    """What a saved run must match to be reused: the method's parameters, the locked weights and the eval set."""
+    family = "relock" if method in RELOCK_METHODS else method
+    fields = (() if family in ("noise", "scale") else _TRAINING) + _KEYS[family]
+    d = asdict(p)
+    return config_hash({"method": method, "seed": seed, "weights": weight_hash, "n_eval": cfg.n_eval,
+                        "select_fraction": cfg.select_fraction, "select_seed": cfg.seed,
+                        **{k: d[k] for k in fields}})
+
+
+def _context(cfg: Config, locked: checkpoint.Locked, p: unlock.UnlockParams) -> unlock.Context:
+    meta = locked.meta
+    hf, tok = checkpoint.load(locked)
+    toy.ensure_task()
+    t = meta["task"]
+    records = tasks.load_task(tasks.TaskSpec(t["name"], t["split"], cfg.data_dir or t["data_dir"]), n=t["n"],
+                              seed=meta["lock_config"]["seed"])
+    by_id = {r.id: r for r in records}
+    missing = [i for ids in meta["splits"].values() for i in ids if i not in by_id]
+    if missing:
+        raise ValueError(f"{locked.path}: {len(missing)} question ids of the lock's splits are not in task "
+                         f"{t['name']} ({missing[0]}, ...); is --data-dir the same?")
+    eval_recs = [by_id[i] for i in meta["splits"]["eval"]]
+    if cfg.n_eval and cfg.n_eval < len(eval_recs):
+        eval_recs = tasks.subsample(eval_recs, cfg.n_eval, seed=cfg.seed)
+    spec = parse_variant(meta["variant"])
+    template = (lambda m: tok.apply_chat_template(m, tokenize=False, add_generation_prompt=True)) if spec.chat else None
+    es = evalset.build(eval_recs, tok, spec, meta["placement"], ["none", "password"], template)
+    dev_ids, _ = split_ids(es.ids, cfg.select_fraction, cfg.seed)
+    tr = meta["train"]
+    return unlock.Context(
+        model=hf, tok=tok, locked=controls.state_of(hf), es=es, dev=es.subset(dev_ids),
+        pool=[by_id[i] for i in meta["splits"]["pool"]], lock_train=[by_id[i] for i in meta["splits"]["train"]],
+        strong=locked.strong, weak=locked.weak, spec=spec, placement=meta["placement"], n_decoys=meta["n_decoys"],
+        lock_lr=tr["lr"], lock_batch_size=tr["batch_size"], template=template, progress=cfg.progress, bf16=p.bf16)
+
+
+def _check_pool(cfg: Config, p: unlock.UnlockParams, n_pool: int) -> None:
+    """Every requested method must find enough distinct pool questions for its draws."""
+    need = {"weak": p.n_samples, "many": p.many, "average": p.average_m * p.n_samples,
+            "relock": max(p.relock_rounds * p.n_samples, p.large_n + p.n_samples), "strong": p.n_samples}
+    short = {m: k for m, k in need.items() if (m == "weak" or m in cfg.controls) and k > n_pool}
+    if short:
+        flags = {"many": "--many", "average": "--average-m", "relock": "--large-n", "weak": "--n-samples"}
+        raise ValueError(f"the unlock pool has {n_pool} questions but " + ", ".join(
+            f"{m} needs {k} (lower {flags.get(m, '--n-samples')})" for m, k in short.items()))
+
+
+def _model_saved(path: Path, key: str) -> bool:
+    meta = path / MODEL_META
+    return meta.is_file() and read_json(meta).get("key") == key
+
+
+def _save_model(ctx: unlock.Context, path: Path, method: str, seed: int, key: str, locked: checkpoint.Locked) -> None:
+    """Save the run's final weights (`ctx.final`) as a HF checkpoint with its provenance record (written last)."""
+    model = controls.load_state(ctx.model, ctx.final)
+    save_checkpoint(model, ctx.tok, path)
+    wh = weight_hash(model)
+    write_json(path / MODEL_META, {
+        "schema": MODEL_SCHEMA, "method": method, "seed": seed, "key": key, "weight_hash": wh,
+        "locked_model": str(locked.path), "locked_weight_hash": locked.meta["weight_hash"],
+        "base_model": locked.meta["base_model"],
+        "provenance": stamp(model=str(path), weight_hash=wh, task=locked.meta["task"]["name"], seed=seed,
+                            base_model=locked.meta["base_model"]),
+    })
+
+
+def run(cfg: Config) -> Path:
+    """Unlock (resuming finished runs) into `cfg.out`; returns the run directory."""
+    locked = checkpoint.read(cfg.model)
+    p = _params(cfg, locked.meta)
+    out = Path(cfg.out)
+    torch.set_num_threads(cfg.threads)
+    t0 = time.perf_counter()
+    ctx = _context(cfg, locked, p)  # checks the task and the lock's question ids before anything is written
+    _check_pool(cfg, p, len(ctx.pool))
+    write_json(out / "config.json", {"config": to_jsonable(cfg), "config_hash": config_hash(cfg),
+                                     "params": asdict(p)})
+    ref = unlock.reference(ctx, ctx.locked)
+    wh = locked.meta["weight_hash"]
+    methods = ["weak", *(m for m in unlock.CONTROLS if m in cfg.controls)]
+    runs: dict[str, list[dict[str, Any]]] = {}
+    mitigated: dict[str, Any] = {}
+
+    def mitigation() -> tuple[Any, dict[str, Any]]:
+        if not mitigated:
+            state, rounds = unlock.mitigate(ctx, p, cfg.seed)
+            mitigated.update(state=state, ref=unlock.reference(ctx, state), rounds=rounds)
+            write_json(out / "runs" / "relock-mitigation.json", {"rounds": rounds, "ref": mitigated["ref"]})
+        return mitigated["state"], mitigated["ref"]
+
+    def one(method: str, seed: int) -> dict[str, Any]:
+        if method == "relock-weak":
+            state, mref = mitigation()
+            return unlock.run_weak(ctx, p, seed, mref, start=state, method=method)
+        if method == "relock-large":
+            state, mref = mitigation()
+            return unlock.run_large_then_few(ctx, p, seed, state, mref, method)
+        if method == "large":
+            return unlock.run_large_then_few(ctx, p, seed, ctx.locked, ref, method)
+        if method == "strong":
+            return unlock.run_weak(ctx, p, seed, ref, method="strong")
+        fn = {"weak": unlock.run_weak, "many": unlock.run_many, "average": unlock.run_average,
+              "masked": unlock.run_masked, "noise": unlock.run_noise, "scale": unlock.run_scale}[method]
+        return fn(ctx, p, seed, ref)
+
+    expanded = [m for name in methods for m in (RELOCK_METHODS if name == "relock" else (name,))]
+    timings: dict[str, float] = {}
+    for method in expanded:
+        runs[method] = []
+        t_m = time.perf_counter()
+        n_runs = 1 if method == "scale" else cfg.seeds  # scaling is deterministic: one run
+        for seed in range(cfg.seed, cfg.seed + n_runs):
+            path = out / "runs" / f"{method}-s{seed}.json"
+            key = run_key(method, seed, p, wh, cfg)
+            model_dir = out / "models" / f"{method}-s{seed}"
+            want_model = cfg.save_models and method not in ("noise", "scale")
+            if (path.exists() and read_json(path).get("key") == key
+                    and (not want_model or _model_saved(model_dir, key))):
+                runs[method].append(read_json(path))
+                continue
+            ctx.final = None
+            record = one(method, seed) | {"key": key}
+            if want_model and ctx.final is not None:
+                _save_model(ctx, model_dir, method, seed, key, locked)
+            write_json(path, record)
+            runs[method].append(record)
+            log.info("finished %s seed %d", method, seed)
+        timings[method] = round(time.perf_counter() - t_m, 1)
+    results = {
+        "schema": SCHEMA, "config": to_jsonable(cfg), "config_hash": config_hash(cfg), "params": asdict(p),
+        "provenance": stamp(model=str(locked.path), weight_hash=wh, task=locked.meta["task"]["name"],
+                            split="eval", seed=cfg.seed, base_model=locked.meta["base_model"]),
+        "n_eval": len(ctx.es.records), "n_select": int(ctx.dev.sum()), "n_pool": len(ctx.pool),
+        "reference": ref, "weak_policy_acc": locked.meta["metrics"]["weak_policy"]["value"],
+        "lock_metrics": {k: locked.meta["metrics"][k] for k in ("with_password", "no_password", "converged")},
+        "mitigation": (read_json(out / "runs" / "relock-mitigation.json")
+                       if (out / "runs" / "relock-mitigation.json").exists() and "relock" in methods else None),
+        "methods": {m: report.summarize_method(r) for m, r in runs.items()},
+        "seconds": timings, "total_seconds": round(time.perf_counter() - t0, 1),
+    }
+    write_json(out / "results.json", results)
+    write_csv(out / "unlock_curve.csv", report.CSV_HEADER, report.csv_rows(runs))
+    plot(results, out / "unlock_curve.png")
+    return out
+
+
+def summarize(out_dir: Path) -> str:
+    """Reference accuracies, the main unlocking curve and each method's PGR, as text."""
+    out = Path(out_dir)
+    res = read_json(out / "results.json")
+    lines = [f"unlock run {out}  (locked model {res['provenance']['model']})"]
+    lines += report.text(res)
+    weak = res["methods"].get("weak")
+    if weak:
+        lines.append(f"  weak-sample unlocking curve (mean no-password accuracy over {weak['n_runs']} runs):")
+        lines += report.curve_lines(weak)
+    mit = res.get("mitigation")
+    if mit:
+        last = mit["rounds"][-1] if mit["rounds"] else None
+        if last:
+            lines.append(f"  after {len(mit['rounds'])} unlock/re-lock rounds: no password {last['locked']['acc']:.3f},"
+                         f" with password {last['with_pw']['acc']:.3f}")
+    secs = ", ".join(f"{k} {v:.0f}s" for k, v in res["seconds"].items())
+    lines.append(f"time: {res['total_seconds']:.0f} s ({secs})")
+    lines.append(f"wrote {out / 'results.json'}, {out / 'unlock_curve.csv'}, {out / 'unlock_curve.png'}")
+    return "\n".join(lines)

@@ -1,0 +1,58 @@
+"""`cli.py probe` end to end on a tiny model: files, results.json schema, reuse of the capture."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+import cli
+from probes.runner import Config, output_dir
+
+
+def test_probe_cli_smoke_and_reuse(tmp_path):
+    args = ["probe", "--model", "tiny-llama", "--task", "capitals", "--n", "24", "--out", str(tmp_path)]
+    assert cli.main(args) == 0
+    res = json.loads((tmp_path / "results.json").read_text())
+    for key in ("prompted_accuracy", "probe_accuracy_by_layer", "lens_accuracy_by_layer", "control_accuracy_by_layer",
+                "ceiling", "provenance", "config", "layers"):
+        assert key in res
+    assert (tmp_path / "probe_by_layer.png").stat().st_size > 0 and (tmp_path / "activations.h5").exists()
+    n_layers = len(res["layers"])
+    assert res["layers"] == [0, 1, 2]  # tiny-llama: 2 blocks + final resid_post
+    for t in ("option", "letter"):
+        assert len(res["probe_accuracy_by_layer"][t]) == n_layers
+        assert len(res["control_accuracy_by_layer"]["shuffled"][t]) == n_layers
+        assert res["probe_accuracy_by_layer"][t][0]["n"] == res["split"]["n_test"]
+    assert len(res["lens_accuracy_by_layer"]) == n_layers
+    assert res["split"]["n_train"] + res["split"]["n_test"] == 24
+    c = res["ceiling"]
+    assert c["selected_on"] == "train-cv" and c["target"] in ("option", "letter") and c["layer"] in res["layers"]
+    assert set(c["test_accuracy"]) == {"value", "lo", "hi", "n", "method"}
+    assert {"letter", "option", "option_norm"} <= set(res["prompted_accuracy"])
+    assert res["prompted_accuracy"]["letter"]["all"]["n"] == 24
+    for key in ("model", "weight_hash", "task", "split", "seed", "variants", "package_version"):
+        assert key in res["provenance"]
+    assert np.isfinite(res["probe_accuracy_by_layer"]["option"][-1]["value"])
+
+    h5, results = tmp_path / "activations.h5", tmp_path / "results.json"
+    stamp = h5.stat().st_mtime_ns
+    # same capture, another control: the capture is reused, a control capture added, the results recomputed
+    assert cli.main([*args, "--control", "random-init"]) == 0
+    assert h5.stat().st_mtime_ns == stamp and (tmp_path / "activations_control.h5").exists()
+    res2 = json.loads(results.read_text())
+    assert set(res2["control_accuracy_by_layer"]) == {"random-init"} and res2["config"]["control"] == "random-init"
+    assert res2["probe_accuracy_by_layer"] == res["probe_accuracy_by_layer"]
+    assert res2["provenance"]["control_capture"]["random_init"] is True
+    # the same config again: nothing is recomputed
+    stamp2 = results.stat().st_mtime_ns
+    assert cli.main([*args, "--control", "random-init"]) == 0
+    assert results.stat().st_mtime_ns == stamp2
+
+
+def test_default_out_dir_and_bad_flags():
+    assert str(output_dir(Config(model="org/some-model", task="jsonl:/a/b.jsonl"))) == \
+        "runs/probe-org_some-model-jsonl_a_b.jsonl"
+    assert cli.main(["probe", "--model", "tiny-llama", "--control", "bogus"]) == 2
+    assert cli.main(["probe", "--model", "tiny-llama", "--test-fraction", "1.5"]) == 2
+    assert cli.main(["probe", "--model", "tiny-llama", "--dtype", "float64"]) == 2

@@ -1,0 +1,74 @@
+"""End-to-end smoke test: `cli.py lock` then `cli.py unlock` on the toy organism with tiny settings."""
+
+from __future__ import annotations
+
+import json
+
+import cli
+from hooks.models import load_model
+
+LOCK = ["--n", "120", "--toy-steps", "20", "--steps", "8", "--batch-size", "8", "--weak-labels", "hard"]
+UNLOCK = ["--epochs", "4", "--eval-every", "2", "--seeds", "2", "--many", "6", "--average-m", "2",
+          "--relock-rounds", "1", "--relock-steps", "2", "--large-n", "6", "--large-epochs", "1", "--n-eval", "20",
+          "--controls", "many,average,masked,noise,scale,relock,strong", "--noise-scales", "0,0.1",
+          "--scale-factors", "0.9,1.0", "--no-progress"]
+
+
+def test_lock_then_unlock(tmp_path, capsys) -> None:
+    lock_dir, unlock_dir = tmp_path / "lock", tmp_path / "unlock"
+    assert cli.main(["lock", "--out", str(lock_dir), *LOCK]) == 0
+    text = capsys.readouterr().out
+    assert "with password" in text and "without password" in text and "decoys" in text
+    res = json.loads((lock_dir / "results.json").read_text())
+    assert res["schema"] == "gaplens.lock-run/1"
+    assert res["split_sizes"] == {"train": 60, "pool": 30, "eval": 30}
+    m = res["metrics"]
+    for key in ("with_password", "no_password", "decoys_trained", "decoys_held_out", "weak_policy", "base_no_password"):
+        assert 0.0 <= m[key]["value"] <= 1.0 and m[key]["lo"] <= m[key]["value"] <= m[key]["hi"]
+    for name in ("lock_metrics.csv", "train_log.csv", "config.json", "toy/toy.json", "model/gaplens_lock.json"):
+        assert (lock_dir / name).exists(), name
+    meta = json.loads((lock_dir / "model" / "gaplens_lock.json").read_text())
+    assert load_model(str(lock_dir / "model")).weight_hash == meta["weight_hash"] == res["provenance"]["weight_hash"]
+    assert set(meta["splits"]["eval"]).isdisjoint(meta["splits"]["pool"])
+    assert set(meta["splits"]["train"]).isdisjoint(meta["splits"]["pool"] + meta["splits"]["eval"])
+
+    from eval.tasks import TaskSpec, load_task
+
+    exported = load_task(TaskSpec(f"jsonl:{lock_dir / 'questions' / 'eval.jsonl'}"))
+    assert sorted(r.id for r in exported) == sorted(meta["splits"]["eval"])
+
+    mtime = (lock_dir / "results.json").stat().st_mtime_ns
+    assert cli.main(["lock", "--out", str(lock_dir), *LOCK]) == 0  # same config: reused
+    assert (lock_dir / "results.json").stat().st_mtime_ns == mtime
+    capsys.readouterr()
+    assert cli.main(["lock", "--out", str(lock_dir), *LOCK[:-2], "--weak-labels", "soft"]) == 2  # different config
+    assert "different config" in capsys.readouterr().err
+
+    assert cli.main(["unlock", "--model", str(lock_dir), "--out", str(unlock_dir), *UNLOCK]) == 0
+    text = capsys.readouterr().out
+    assert "PGR" in text and "weak-sample unlocking curve" in text
+    out = json.loads((unlock_dir / "results.json").read_text())
+    assert out["schema"] == "gaplens.unlock/1"
+    methods = out["methods"]
+    assert set(methods) == {"weak", "many", "average", "masked", "noise", "scale", "relock-weak", "relock-large",
+                            "large", "strong"}
+    weak = methods["weak"]
+    assert weak["n_runs"] == 2 and weak["curve"]["epochs"] == [0, 2, 4]
+    assert {"value", "lo", "hi", "n", "method"} <= set(weak["final"]["pgr"])
+    assert methods["noise"]["params"] == [0.0, 0.1] and methods["scale"]["n_runs"] == 1
+    assert methods["average"]["curve"]["epochs"] == [0, 4]
+    for name in ("unlock_curve.csv", "unlock_curve.png", "config.json", "runs/weak-s0.json"):
+        assert (unlock_dir / name).exists(), name
+    header = (unlock_dir / "unlock_curve.csv").read_text().splitlines()[0]
+    assert header.startswith("method,seed,kind,x,acc")
+
+    mtime = (unlock_dir / "runs" / "weak-s1.json").stat().st_mtime_ns
+    assert cli.main(["unlock", "--model", str(lock_dir / "model"), "--out", str(unlock_dir), *UNLOCK]) == 0
+    assert (unlock_dir / "runs" / "weak-s1.json").stat().st_mtime_ns == mtime  # finished runs are reused
+
+
+def test_bad_flags_fail_before_writing(tmp_path, capsys) -> None:
+    assert cli.main(["lock", "--out", str(tmp_path / "x"), "--weak", "toy-weak", "--model", "tiny-llama"]) == 2
+    assert "toy-weak" in capsys.readouterr().err and not (tmp_path / "x").exists()
+    assert cli.main(["unlock", "--model", str(tmp_path), "--out", str(tmp_path / "u"), "--controls", "bogus"]) == 2
+    assert "bogus" in capsys.readouterr().err

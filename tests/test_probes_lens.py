@@ -1,0 +1,44 @@
+"""Scoring from arrays (masked argmax, per-question option argmax, logit lens) and the lens numerics on a tiny model."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from hooks.run import CaptureConfig, capture
+from hooks.store import Store
+from probes.lens import group_argmax, lens_correct, lens_predictions, masked_argmax, option_correct
+
+
+def test_masked_argmax_respects_n_choices_and_nan():
+    s = np.array([[1.0, 5.0, 2.0, 9.0], [np.nan, 0.0, -1.0, np.nan], [np.nan] * 4, [3.0, 3.0, 1.0, 0.0]])
+    assert masked_argmax(s).tolist() == [3, 1, -1, 0]
+    assert masked_argmax(s, np.array([3, 4, 4, 2])).tolist() == [1, 1, -1, 0]
+
+
+def test_group_argmax_and_option_correct():
+    scores = np.array([0.1, 0.9, 0.3, np.nan, 2.0, 2.0, -1.0])
+    groups = np.array(["b", "b", "b", "a", "a", "a", "c"])
+    labels = np.array([0, 1, 0, 1, 0, 0, 1])
+    uniq, best = group_argmax(scores, groups)
+    assert uniq.tolist() == ["a", "b", "c"] and best.tolist() == [4, 1, 6]  # NaN loses, ties -> first row
+    ids, correct = option_correct(scores, labels, groups)
+    assert ids.tolist() == ["a", "b", "c"] and correct.tolist() == [False, True, True]
+
+
+def test_lens_correct_per_layer():
+    lens = np.zeros((2, 3, 4))
+    lens[0, :, 2] = 1.0  # row 0 always says 2
+    lens[1, 0, 0], lens[1, 1, 3], lens[1, 2, 1] = 1.0, 1.0, 1.0  # row 1 says 0, 3 (masked: 3 choices), 1
+    labels, n_choices = np.array([2, 1]), np.array([4, 3])
+    assert lens_predictions(lens, n_choices).tolist() == [[2, 2, 2], [0, 0, 1]]
+    assert lens_correct(lens, labels, n_choices).tolist() == [[True, True, True], [False, False, True]]
+
+
+def test_lens_last_layer_is_the_models_answer_logits(tiny_model, tmp_path):
+    cfg = CaptureConfig(model="tiny-llama", task="capitals", n=16, variants=("default",), batch_size=8)
+    with Store(capture(cfg, tmp_path / "a.h5", model=tiny_model)) as s:
+        m = s.mask(lettered=True)
+        lens, logits = s.array("lens_logits", m), s.array("answer_logits", m)
+        labels, nc = s.rows["label"][m], s.rows["n_choices"][m]
+    np.testing.assert_allclose(lens[:, -1], logits, rtol=1e-4, atol=1e-4)
+    assert (lens_correct(lens, labels, nc)[:, -1] == (masked_argmax(logits, nc) == labels)).all()
