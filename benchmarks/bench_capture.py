@@ -88,11 +88,11 @@ def speed(model_name: str, task: str, n: int, batch_size: int, repeats: int) -> 
 def peak_rss_of_capture(model_name: str, task: str, n: int, out: Path) -> float:
     """Peak RSS (MiB) of a fresh process that loads the model and captures n questions."""
     code = (
-        "import resource, sys, torch; sys.path.insert(0, %r); torch.set_num_threads(1)\n"
+        f"import resource, sys, torch; sys.path.insert(0, {str(ROOT)!r}); torch.set_num_threads(1)\n"
         "from pathlib import Path\nfrom hooks.run import CaptureConfig, capture\n"
-        "capture(CaptureConfig(model=%r, task=%r, n=%d, variants=('default',)), Path(%r))\n"
+        f"capture(CaptureConfig(model={model_name!r}, task={task!r}, n={n}, variants=('default',)), Path({str(out)!r}))\n"
         "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
-    ) % (str(ROOT), model_name, task, n, str(out))
+    )
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return int(res.stdout.strip().splitlines()[-1]) / 1024
 

@@ -699,3 +699,13 @@ def _ensure_defaults() -> None:
     )
     for name in builtin.BUILTIN_TASKS:
         _register(name, _builtin_loader(name), "dev", None, "none", None, builtin.BUILTIN_DESCRIPTIONS[name] + " (built in)")
+    sizes = builtin.TOY_SPLIT_SIZES
+    _register(
+        builtin.TOY_MAX,
+        lambda arg, split, data_dir: builtin.toy_max(split),
+        "dev",
+        None,
+        "none",
+        None,
+        f"largest of four numbers (toy organism), {sizes['test']} test / {sizes['dev']} dev (built in)",
+    )

@@ -14,78 +14,30 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-import numpy as np
-
 from eval import tasks
-from eval.records import MCRecord, TaskError
+from eval.builtin import TOY_HIGH as HIGH
+from eval.builtin import TOY_LOW as LOW
+from eval.builtin import TOY_MAX as TASK
+from eval.builtin import TOY_N_OPTIONS as N_OPTIONS
+from eval.builtin import TOY_QUESTION as QUESTION
+from eval.builtin import TOY_SPLIT_SIZES as SPLIT_SIZES
+from eval.builtin import toy_max
 from eval.variants import VariantSpec, render, to_text
+from hooks.tiny import train_bpe_json
 from locking import password
 
-TASK = "toy-max"
-QUESTION = "Which number is largest?"
-LOW, HIGH, N_OPTIONS = 10, 99, 4
-SPLIT_SIZES: dict[str, int] = {"test": 4000, "dev": 200, "pretrain": 80_000}
-_SPLIT_SEEDS: dict[str, int] = {"test": 11, "dev": 12, "pretrain": 13}
+__all__ = ["HIGH", "LOW", "MODEL_CONFIG", "N_OPTIONS", "QUESTION", "SPLIT_SIZES", "TASK", "build_model",
+           "build_tokenizer", "ensure_task", "toy_max"]
 
 MODEL_CONFIG: dict[str, int] = {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
                                 "num_key_value_heads": 4, "intermediate_size": 128, "max_position_embeddings": 256}
 """The toy base architecture (a Llama); ~130k parameters."""
 
 
-def _numbers(split: str) -> list[tuple[int, ...]]:
-    """The option tuples of `split`, distinct within and across splits (earlier splits claim a tuple first)."""
-    taken: set[tuple[int, ...]] = set()
-    out: dict[str, list[tuple[int, ...]]] = {}
-    for name in ("test", "dev", "pretrain"):  # fixed order: test and dev never depend on the pretrain size
-        rng = np.random.default_rng(_SPLIT_SEEDS[name])
-        rows: list[tuple[int, ...]] = []
-        while len(rows) < SPLIT_SIZES[name]:
-            draw = rng.choice(np.arange(LOW, HIGH + 1), size=(SPLIT_SIZES[name], N_OPTIONS), replace=True)
-            for row in map(tuple, draw.tolist()):
-                if len(set(row)) == N_OPTIONS and row not in taken:
-                    taken.add(row)
-                    rows.append(row)
-                    if len(rows) == SPLIT_SIZES[name]:
-                        break
-        out[name] = rows
-        if name == split:
-            return rows
-    raise TaskError(f"task {TASK!r}: unknown split {split!r}; choose one of {', '.join(SPLIT_SIZES)}")
-
-
-@functools.lru_cache(maxsize=4)
-def _records(split: str) -> tuple[MCRecord, ...]:
-    return tuple(
-        MCRecord(
-            id=f"{TASK}/" + "-".join(map(str, nums)),
-            question=QUESTION,
-            choices=tuple(str(n) for n in nums),
-            answer=int(np.argmax(nums)),
-            subject=TASK,
-            split=split,
-            source=f"builtin:{TASK}/{split}:{i + 1}",
-        )
-        for i, nums in enumerate(_numbers(split))
-    )
-
-
-def toy_max(split: str = "test") -> list[MCRecord]:
-    """The records of one split of toy-max."""
-    if split not in SPLIT_SIZES:
-        raise TaskError(f"task {TASK!r}: unknown split {split!r}; choose one of {', '.join(SPLIT_SIZES)}")
-    return list(_records(split))
-
-
 def ensure_task() -> None:
-    """Register "toy-max" in the task registry if it is not there yet (called by the lock/unlock runners)."""
-    if TASK in tasks.available_tasks():
-        return
-    tasks.register_task(
-        TASK,
-        lambda arg, split, data_dir: toy_max(split),
-        few_shot_split="dev",
-        description=f"largest of four numbers (toy organism), {SPLIT_SIZES['test']} test / {SPLIT_SIZES['dev']} dev",
-    )
+    """Make sure "toy-max" is in the task registry (it is a default task of `eval.tasks` now; kept for callers)."""
+    if TASK not in tasks.available_tasks():
+        raise RuntimeError(f"task {TASK!r} is not registered")
 
 
 def _corpus() -> list[str]:
@@ -98,19 +50,7 @@ def _corpus() -> list[str]:
 
 @functools.lru_cache(maxsize=1)
 def _tokenizer_json() -> str:
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-
-    tk = Tokenizer(models.BPE())
-    tk.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tk.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=448,
-        special_tokens=["<|pad|>", "<|bos|>", "<|eos|>"],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    tk.train_from_iterator(_corpus(), trainer=trainer)
-    return tk.to_str()
+    return train_bpe_json(_corpus(), 448)
 
 
 def build_tokenizer() -> Any:

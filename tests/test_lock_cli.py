@@ -44,7 +44,7 @@ def test_lock_then_unlock(tmp_path, capsys) -> None:
     assert cli.main(["lock", "--out", str(lock_dir), *LOCK[:-2], "--weak-labels", "soft"]) == 2  # different config
     assert "different config" in capsys.readouterr().err
 
-    assert cli.main(["unlock", "--model", str(lock_dir), "--out", str(unlock_dir), *UNLOCK]) == 0
+    assert cli.main(["unlock", "--model", str(lock_dir), "--out", str(unlock_dir), "--save-models", *UNLOCK]) == 0
     text = capsys.readouterr().out
     assert "PGR" in text and "weak-sample unlocking curve" in text
     out = json.loads((unlock_dir / "results.json").read_text())
@@ -62,8 +62,15 @@ def test_lock_then_unlock(tmp_path, capsys) -> None:
     header = (unlock_dir / "unlock_curve.csv").read_text().splitlines()[0]
     assert header.startswith("method,seed,kind,x,acc")
 
+    saved = json.loads((unlock_dir / "models" / "weak-s0" / "gaplens_unlock.json").read_text())
+    unlocked = load_model(str(unlock_dir / "models" / "weak-s0"))
+    assert unlocked.weight_hash == saved["weight_hash"] != meta["weight_hash"] == saved["locked_weight_hash"]
+    assert saved["method"] == "weak" and saved["seed"] == 0
+    assert (unlock_dir / "models" / "relock-weak-s1").is_dir() and not (unlock_dir / "models" / "noise-s0").exists()
+
     mtime = (unlock_dir / "runs" / "weak-s1.json").stat().st_mtime_ns
-    assert cli.main(["unlock", "--model", str(lock_dir / "model"), "--out", str(unlock_dir), *UNLOCK]) == 0
+    assert cli.main(["unlock", "--model", str(lock_dir / "model"), "--out", str(unlock_dir), "--save-models",
+                     *UNLOCK]) == 0
     assert (unlock_dir / "runs" / "weak-s1.json").stat().st_mtime_ns == mtime  # finished runs are reused
 
 

@@ -408,3 +408,11 @@ def test_builtin_tasks_via_registry() -> None:
     pool, test = few_shot_pool(s), load_task(s)
     assert pool and {r.id for r in pool}.isdisjoint(r.id for r in test)
     assert few_shot_pool(TaskSpec("capitals", split="dev")) == []
+
+
+def test_toy_max_is_a_default_task() -> None:
+    assert "toy-max" in available_tasks()
+    recs = load_task(TaskSpec("toy-max"), n=5)
+    assert len(recs) == 5 and all(r.id.startswith("toy-max/") and len(r.choices) == 4 for r in recs)
+    assert all(int(r.choices[r.answer]) == max(map(int, r.choices)) for r in recs)
+    assert load_task(TaskSpec("toy-max", split="dev"), n=3)[0].split == "dev"
