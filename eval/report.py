@@ -48,6 +48,7 @@ from eval.report_tables import (
 log = logging.getLogger(__name__)
 
 MANIFEST = "report.json"
+SWEEP_RECORD = "sweep.json"  # written by eval.sweep into a sweep directory
 
 
 @dataclass(frozen=True)
@@ -118,10 +119,15 @@ def _variant_part(sec: Section, c: _Ctx) -> None:
                        [(r.variant, r.value, r.lo, r.hi, r.n if r.n is not None else "",
                          split.get((r.variant, "accuracy_dev"), ""), split.get((r.variant, "accuracy_test"), ""))
                         for r in per_variant]))
-    bias = [r for r in c.rows if r.method == "symbol_bias"]
+    bias: dict[str, dict[str, float]] = {}
+    for r in c.rows:
+        if r.method == "symbol_bias":
+            bias.setdefault(r.variant or "all", {})[r.metric] = r.value
     if bias:
-        sec.tables.append(("Answer-symbol bias", ("variant", "metric", "value"),
-                           [(r.variant or "all", r.metric, r.value) for r in bias]))
+        sec.tables.append(("Answer-symbol bias (predicted vs gold answer positions)",
+                           ("variant", "total variation distance", "chi-square p"),
+                           [(v, b.get("tv_distance", ""), f"{b['chi2_p']:.2g}" if "chi2_p" in b else "")
+                            for v, b in sorted(bias.items(), key=lambda kv: -kv[1].get("tv_distance", 0))]))
 
 
 def _lock_part(sec: Section, c: _Ctx) -> None:
@@ -198,9 +204,12 @@ def run(cfg: Config) -> Path:
             stale.unlink()
     command = "python cli.py report " + " ".join(shlex.quote(r) for r in cfg.runs) + f" --out {shlex.quote(cfg.out)}"
     kinds = sorted({r.kind for r in runs})
+    sweeps = sorted({str(json.loads(p.read_text()).get("config_file", "")) for r in cfg.runs
+                     if (p := Path(r) / SWEEP_RECORD).is_file()} - {""})
+    made_by = f" Runs made by <code>python cli.py sweep {', '.join(sweeps)}</code>." if sweeps else ""
     intro = (f"<p>{len(runs)} runs ({', '.join(kinds)}), generated "
              f"{_dt.datetime.now(_dt.UTC).isoformat(timespec='seconds')} by gaplens {package_version()} "
-             f"with <code>{command}</code>.</p>")
+             f"with <code>{command}</code>.{made_by}</p>")
     files = ["results.csv", "summary.csv", *(f"figures/{p.name}" for p in written)]
     page = render_page(title=cfg.title, intro=intro, summaries_fig=across, summaries=summaries, sections=sections,
                        runs=runs, skipped=skipped, files=files)

@@ -43,9 +43,11 @@ def save(fig: Figure, path: Path) -> Path:
 
 
 def _err(values: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray | None:
-    """Error bar half-widths (2, k) with nan -> 0; None when no interval is known."""
+    """Error bar half-widths (2, k) with nan -> 0 and the interval clipped to [0, 1] (accuracies); None when no
+    interval is known."""
     if np.all(np.isnan(lo)) and np.all(np.isnan(hi)):
         return None
+    lo, hi = np.clip(lo, 0.0, 1.0), np.clip(hi, 0.0, 1.0)
     below = np.nan_to_num(values - lo, nan=0.0).clip(min=0)
     above = np.nan_to_num(hi - values, nan=0.0).clip(min=0)
     return np.vstack([below, above])
@@ -65,7 +67,7 @@ def gap_chart(items: Sequence[GapItem], title: str, chance: float = 0.25) -> Fig
             bar.set_hatch("//")
             bar.set_alpha(0.6)
     for yy, item in zip(y, items, strict=True):
-        right = max(item.value, item.hi) if math.isfinite(item.hi) else item.value
+        right = min(max(item.value, item.hi), 1.0) if math.isfinite(item.hi) else item.value
         ax.text(min(right, 1.0) + 0.012, yy, f"{item.value:.2f}", va="center", fontsize=8)
     ax.set_yticks(y, [i.label for i in items], fontsize=8)
     ax.axvline(chance, color="black", linestyle="--", linewidth=0.8, label=f"chance ({chance:.2f})")

@@ -98,9 +98,12 @@ def render_page(*, title: str, intro: str, summaries_fig: Path | None, summaries
              f"<title>{h(title)}</title><style>{CSS}</style></head><body>", f"<h1>{h(title)}</h1>", intro]
     if summaries:
         parts.append("<h2>Across models</h2>")
-        parts.append("<p>Best elicited = the highest honest behavioural score (variant chosen on dev and scored on "
-                     "test, majority vote, unlocked). Probe ceiling = held-out accuracy of a linear probe on the "
-                     "residual stream. Ratios over the straight-up (default prompt) score; 1 = no gap.</p>")
+        parts.append("<p>Best elicited = the highest honest behavioural score (prompt variant chosen on dev questions "
+                     "and scored on the held-out test questions, majority vote over variants, unlocked). Probe "
+                     "ceiling = test accuracy of a linear probe on the residual stream, its layer and target chosen by "
+                     "cross-validation on the train questions. Ratios are over the straight-up (default prompt) score "
+                     "on all questions; 1 = no gap. Held-out scores use about half the questions, so their intervals "
+                     "are wider (see each model's table).</p>")
         parts.append(table_html(*summary_table(summaries)))
     if summaries_fig is not None:
         parts.append(_figure(summaries_fig, "Across models", "Ratio over the straight-up score against model size "

@@ -259,9 +259,9 @@ def _unlock_method(e: Emitter, name: str, m: Mapping[str, Any]) -> None:
     sel = m.get("selected") if isinstance(m.get("selected"), Mapping) else {}
     final = m.get("final") if isinstance(m.get("final"), Mapping) else {}
     if sweep:  # a parameter picked on the selection half, reported on the other half
-        e.add("unlocked", "accuracy", sel.get("test_value"), variant=f"{name} (chosen on dev half)")
+        e.add("unlocked", "accuracy", sel.get("test_value"), variant=f"{name}, chosen on dev half")
     else:
-        e.add("unlocked", "accuracy", final.get("acc"), variant=f"{name} (final)")
+        e.add("unlocked", "accuracy", final.get("acc"), variant=f"{name}, final epoch")
         e.add("unlocked", "accuracy_selected", sel.get("test_value"), variant=name)
         e.add("pgr", "pgr", final.get("pgr"), variant=name)
     e.add("pgr", "pgr_selected", first(sel, "test_pgr_runs", "test_pgr"), variant=name)

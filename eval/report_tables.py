@@ -134,8 +134,11 @@ def gap_items(rows: Sequence[Row]) -> list[GapItem]:
             items.append(_item(variant, label, r, group="locking"))
     for r in _pick(rows, "weak_policy")[:1]:
         items.append(_item("weak_policy", "weak policy (imitated without password)", r, group="control"))
-    for r in _pick(rows, "unlocked"):
-        items.append(_item("unlocked", f"unlocked{' (' + r.variant + ')' if r.variant else ''}", r, group="locking"))
+    unlocked = _pick(rows, "unlocked")
+    several = len({r.run_dir for r in unlocked}) > 1
+    for r in unlocked:
+        tag = f" [{Path(r.run_dir).name}]" if several else ""
+        items.append(_item("unlocked", f"unlocked{': ' + r.variant if r.variant else ''}{tag}", r, group="locking"))
     return items
 
 

@@ -296,6 +296,9 @@ def run(cfg: Config, *, runner: CellRunner | None = None, flags_of: FlagsOf | No
     for c in cells:
         status[c.dir.name] = {"method": c.method, "model": c.model, "task": c.task, "variants": c.variants,
                               "status": "done" if c in done else "pending"}
+        if c in done:  # keep how long it took when it ran
+            meta = json.loads((c.dir / CELL_JSON).read_text())
+            status[c.dir.name].update({k: meta[k] for k in ("returncode", "seconds") if k in meta})
     _write_json(out / SWEEP_JSON, record)
     log.info("sweep %s: %d cells, %d already done", out, len(cells), len(done))
     if cfg.dry_run:

@@ -168,6 +168,7 @@ def test_report_reads_a_sweep_directory(tmp_path: Path) -> None:
     rep = report.run(report.Config(runs=(str(out),), out=str(tmp_path / "rep")))
     manifest = json.loads((rep / "report.json").read_text())
     assert manifest["n_runs"] == 4 and not manifest["skipped"]
+    assert f"python cli.py sweep {tmp_path / 'sweep.json'}" in (rep / "index.html").read_text()
 
 
 def test_subprocess_runner_streams_output_to_the_log(tmp_path: Path) -> None:
