@@ -116,9 +116,11 @@ def main(argv: list[str] | None = None) -> int:
         print("\n".join(available_tasks()))
         return 0
     if args.command == "variants":
-        from eval.variants import builtin_variants
+        from eval.variants import builtin_variants, generation_variants
 
         print("\n".join(builtin_variants()))
+        print("# chain of thought (generation; not in 'all', see `eval --cot`):")
+        print("\n".join(generation_variants()))
         return 0
     mod = modules[args.command]
     try:

@@ -191,6 +191,10 @@ def extract_eval(run: Run, d: Mapping[str, Any]) -> None:
         for k in ("dev_accuracy", "inflation", "expected_max_by_chance", "gain_over_default_test"):
             e.add("best_variant", k, hb.get(k), variant=chosen)
         e.add("naive_max_variant", "accuracy", hb.get("naive_max_test"), variant=str(hb.get("naive_max_variant", "")))
+        nm = hb.get("max_excess_null")
+        if isinstance(nm, Mapping):
+            for k in ("observed", "null_mean", "p_value"):
+                e.add("naive_max_variant", f"excess_over_mean_{k}", nm.get(k), variant=str(hb.get("naive_max_variant", "")))
         e.add("straight_up", "accuracy_test", hb.get("default_test_accuracy"), variant="default")
 
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
-LETTER, OPTION, OPTION_NORM = "letter", "option", "option_norm"
+LETTER, OPTION, OPTION_NORM, COT = "letter", "option", "option_norm", "cot"
 NORM_SUFFIX = "[norm]"  # metric name of an option variant scored with acc_norm: "option[norm]"
 
 
@@ -189,6 +189,35 @@ def score_letter_rows(
         pred_pos=pos, pred_orig=to_original(pos, o), gold_pos=gp, gold_orig=go, n_choices=nc,
         probs=softmax_original(logits, nc, o),
     )
+
+
+# --------------------------------------------------------------------------- generated answers
+
+
+def score_generated(
+    question_id: np.ndarray,
+    variant_id: np.ndarray,
+    pred_pos: np.ndarray,
+    n_choices: np.ndarray,
+    order: np.ndarray,
+    gold_pos: np.ndarray,
+    gold_orig: np.ndarray,
+) -> Predictions:
+    """Predictions of generation (chain-of-thought) variants from the extracted DISPLAYED answer (-1: none).
+
+    Laid out like lettered rows with a one-hot score, so `probs` is one-hot on the extracted original choice
+    (NaN when nothing was extracted) and `scoring` is "cot".
+    """
+    pos = _as_1d(pred_pos, "pred_pos").astype(np.int64)
+    nc = _as_1d(n_choices, "n_choices", len(pos)).astype(np.int64)
+    if np.any(pos >= nc) or np.any(pos < -1):
+        raise ValueError("pred_pos must be -1 (no answer) or a displayed position below n_choices")
+    width = np.asarray(order).shape[1] if np.asarray(order).ndim == 2 else 0
+    scores = np.where(np.arange(width)[None, :] == pos[:, None], 0.0, -1e4)
+    scores[pos < 0] = np.nan
+    out = score_letter_rows(question_id, variant_id, scores, nc, order, gold_pos, gold_orig)
+    return Predictions(**{**{f.name: getattr(out, f.name) for f in fields(out)},
+                          "scoring": np.full(len(pos), COT)})
 
 
 # --------------------------------------------------------------------------- option rows

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import warnings
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -291,8 +292,11 @@ def honest_best(
     """Pick the variant best on dev questions; report it on the other (test) questions.
 
     Rows are (question, variant) results. Also reports the naive max over variants on test,
-    inflation = naive_max_test - chosen test accuracy, and expected_max_by_chance =
-    mean_b max_k acc_k^b - max_k mean_b acc_k^b over a question bootstrap of the test set.
+    inflation = naive_max_test - chosen test accuracy; expected_max_by_chance =
+    mean_b max_k acc_k^b - max_k mean_b acc_k^b over a question bootstrap of the test set (the optimism of the
+    max if the observed accuracies were the true ones: small whenever one variant is clearly ahead); and
+    max_excess_null (`max_excess_null` on the test questions): how far the naive max beats the average variant,
+    beside what chance alone gives when variants are interchangeable (None with a single variant).
     Ties go to the lexicographically first variant.
     """
     c = _finite(correct, "correct")
@@ -322,11 +326,49 @@ def honest_best(
         boot = r[:, :k_all] / r[:, k_all:]
     boot = boot[:, [names.index(k) for k in test_acc]]
     emax = float(np.nanmean(np.nanmax(boot, axis=1)) - np.nanmax(np.nanmean(boot, axis=0)))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        table = (sums / cnts)[:, [names.index(k) for k in test_acc]]
+    null = max_excess_null(table, n_perm=n_boot, seed=seed) if table.shape[1] >= 2 else None
     return {"chosen": chosen, "dev_accuracy": dev_acc[chosen], "test_accuracy": est.to_dict(),
             "naive_max_variant": naive, "naive_max_test": test_acc[naive],
             "inflation": test_acc[naive] - test_acc[chosen], "expected_max_by_chance": emax,
+            "max_excess_null": null,
             "n_dev": len(np.unique(q[dev])), "n_test": len(tq),
             "dev_by_variant": dev_acc, "test_by_variant": test_acc}
+
+
+def max_excess_null(table: np.ndarray, *, n_perm: int = 1000, seed: int = 0) -> dict[str, float]:
+    """How far the best column's mean beats the average column, against chance.
+
+    `table` is (questions, variants) of 0/1 outcomes (NaN: missing). Observed excess = max_k mean_k - mean_k
+    mean_k. The null shuffles each question's outcomes across variants (variants interchangeable, every
+    question keeping its difficulty and its number of correct variants); `null_mean` is the excess expected
+    by chance alone, `p_value` = (1 + #{null >= observed}) / (1 + n_perm).
+    """
+    t = np.asarray(table, dtype=float)
+    if t.ndim != 2 or t.shape[0] < 1 or t.shape[1] < 2:
+        raise ValueError(f"table must be (questions, variants >= 2), got shape {t.shape}")
+    if n_perm < 1:
+        raise ValueError(f"n_perm must be >= 1, got {n_perm}")
+
+    def excess(x: np.ndarray) -> np.ndarray:  # (..., q, k) -> (...)
+        with np.errstate(invalid="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            means = np.nanmean(x, axis=-2)
+            return np.nanmax(means, axis=-1) - np.nanmean(means, axis=-1)
+
+    observed = float(excess(t))
+    rng = np.random.default_rng(seed)
+    step = max(1, _CHUNK // t.size)
+    null = []
+    for start in range(0, n_perm, step):
+        b = min(step, n_perm - start)
+        perm = np.argsort(rng.random((b, *t.shape)), axis=-1)
+        null.append(excess(np.take_along_axis(np.broadcast_to(t, (b, *t.shape)), perm, axis=-1)))
+    nulls = np.concatenate(null)
+    return {"observed": observed, "null_mean": float(np.mean(nulls)),
+            "null_q95": float(np.quantile(nulls, 0.95)),
+            "p_value": float((1 + np.sum(nulls >= observed - 1e-12)) / (1 + n_perm)), "n_perm": n_perm}
 
 
 def split_ids(ids: Sequence[str], fraction: float, seed: int) -> tuple[list[str], list[str]]:

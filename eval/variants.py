@@ -16,6 +16,10 @@ Rules (other stages rely on them):
   would be written, and each continuation starts with its own symbol.
 * Option scoring: the cue is the plain cue and the continuations are " " + choice text. "option" (cloze)
   does not list the options (symbols and style then have no effect); "option_listed" lists them.
+* Chain of thought ("cot", a generation variant): the options are listed with their symbols, the user block
+  ends with COT_INSTRUCTION, and the cue is "Answer: Let's think step by step." The model generates greedily
+  from there (`hooks.generate`); `Prompt.continuations` are the bare symbols, which `eval.extract` looks for
+  in the generated text. It needs the "answer" cue and no few-shot examples (shots would need worked reasoning).
 * Order: "identity"; "rotate:K" moves every option K places down, cyclically (displayed j shows original
   (j - K) % n); "shuffle:SEED" sorts options by sha256(SEED, question id, index), stable across runs and
   Python versions. `Prompt.order[displayed] = original`; `Prompt.answer` is the gold displayed index.
@@ -88,7 +92,10 @@ SYSTEMS: dict[str, str | None] = {
     "expert": "You are an expert in every academic field. You answer multiple choice questions accurately.",
     "honest": "You are an honest assistant. You say what you believe is true.",
 }
-SCORINGS = ("letter", "option", "option_listed")
+SCORINGS = ("letter", "option", "option_listed", "cot")
+GENERATION_SCORINGS = ("cot",)  # variants that generate text instead of scoring one forward pass
+COT_CUE = "Let's think step by step."
+COT_INSTRUCTION = 'Think step by step, then finish with "The answer is" followed by {reply}.'
 
 
 def _opt(default: Any, text: str) -> Any:
@@ -107,7 +114,7 @@ class VariantSpec:
     system: str = _opt("none", "system message, a key of SYSTEMS")
     chat: bool = _opt(False, "use the model's chat template")
     shots: int = _opt(0, "number of few-shot examples")
-    scoring: str = _opt("letter", "letter, option (cloze) or option_listed")
+    scoring: str = _opt("letter", "letter, option (cloze), option_listed or cot (chain of thought, generated)")
 
     def __post_init__(self) -> None:
         tables: dict[str, Any] = {
@@ -125,6 +132,13 @@ class VariantSpec:
         if self.shots < 0:
             raise ValueError(f"VariantSpec.shots={self.shots} must be >= 0")
         _parse_order(self.order)
+        if self.scoring == "cot" and (self.cue != "answer" or self.shots):
+            raise ValueError("VariantSpec: chain of thought (cot) needs the 'answer' cue and no few-shot examples")
+
+    @property
+    def generates(self) -> bool:
+        """Whether the variant is answered by generating text (scored by `eval.extract`), not by one pass."""
+        return self.scoring in GENERATION_SCORINGS
 
     def name(self) -> str:
         """Canonical name: "+"-joined modifiers that differ from the default; "default" if none."""
@@ -204,13 +218,15 @@ def answer_symbols(spec: VariantSpec, n: int) -> tuple[str, ...]:
 
 
 def _cue(spec: VariantSpec) -> str:
+    if spec.scoring == "cot":
+        return f"{CUES[spec.cue]} {COT_CUE}"
     opener = STYLES[spec.style].opener
     return f"{CUES[spec.cue]} {opener}" if spec.scoring == "letter" and opener else CUES[spec.cue]
 
 
 def _preamble(spec: VariantSpec, record: MCRecord) -> str:
     noun = SYMBOL_NOUNS.get(spec.symbols, "label")
-    reply = f"the {noun} of the correct answer" if spec.scoring == "letter" else "the correct answer"
+    reply = f"the {noun} of the correct answer" if spec.scoring in ("letter", "cot") else "the correct answer"
     about = f" about {record.subject.replace('_', ' ')}" if record.subject else ""
     return PREAMBLES[spec.preamble].format(reply=reply, about=about)
 
@@ -231,6 +247,10 @@ def _question(spec: VariantSpec, record: MCRecord) -> tuple[str, tuple[str, ...]
     if spec.scoring == "letter":
         prefix = "" if STYLES[spec.style].opener else " "
         continuations = tuple(prefix + s for s in symbols)
+    elif spec.scoring == "cot":
+        noun = SYMBOL_NOUNS.get(spec.symbols, "label")
+        lines.append(COT_INSTRUCTION.format(reply=f"the {noun} of the correct answer"))
+        continuations = symbols
     else:
         continuations = tuple(" " + t for t in shown)
     return "\n".join(lines), continuations, order.index(record.answer), order
@@ -316,6 +336,7 @@ def _register_builtins() -> None:
     register_modifier("chat", _setter("chat", True))
     register_modifier("option", _setter("scoring", "option"))
     register_modifier("option_listed", _setter("scoring", "option_listed"))
+    register_modifier("cot", _setter("scoring", "cot"))
     register_modifier(
         "rotate", lambda spec, arg: dataclasses.replace(spec, order=f"rotate:{arg}"), takes_arg=True
     )
@@ -375,9 +396,17 @@ _BUILTINS = (
 )
 
 
+GENERATION_BUILTINS = ("cot", "chat+cot")  # not in "all": generation is slow on CPU (see `--cot` of eval)
+
+
 def builtin_variants() -> list[str]:
-    """The curated canonical variant names, "default" first; every axis is covered."""
+    """The curated canonical single-pass variant names, "default" first; every axis is covered."""
     return list(_BUILTINS)
+
+
+def generation_variants() -> list[str]:
+    """The curated chain-of-thought (generation) variants, which "all" leaves out."""
+    return list(GENERATION_BUILTINS)
 
 
 def variant_set(arg: str) -> list[str]:

@@ -9,6 +9,12 @@ One run writes one directory:
   and the best variant chosen on dev questions and scored on test questions beside the naive max.
 - ``variants.csv`` (one row per metric) and ``variants.png`` (accuracies with CIs, chance, the default prompt).
 
+- ``generations.jsonl``: chain-of-thought variants ("cot", "chat+cot", any "+cot" name), answered by greedy
+  decoding with at most ``--max-new-tokens`` tokens (`hooks.generate`); the answer is extracted from the text
+  (`eval.extract`), and a text without one counts as wrong. `--cot on` adds the built-in chain-of-thought
+  variants, `auto` (the default) adds them only when CUDA is available (decoding is slow on CPU), `off` never;
+  a "+cot" variant named in --variants always runs. On a GPU the model moves there after the capture.
+
 Option-text variants give two metrics: "<variant>" (acc, summed log-probability) and "<variant>[norm]"
 (acc_norm, log-probability per character). Every metric counts as a variant in the spread, the majority
 vote and the best-of-k selection. Chat variants are dropped (and recorded) when the model has no chat
@@ -30,8 +36,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from eval import scoring, stats, tasks, variants
+from eval import extract, scoring, stats, tasks, variants
 from eval.provenance import config_hash, stamp, to_jsonable
+from hooks import generate as gen
 from hooks.models import LoadedModel, load_model
 from hooks.run import CaptureConfig, capture
 from hooks.store import Store
@@ -40,6 +47,8 @@ log = logging.getLogger(__name__)
 
 DEFAULT_VARIANTS = "default,numbers,lower,paren,wrap,rotate:1,shuffle:0,praise,sys_assistant,chat,shots:3,option"
 STORE_NAME, RESULTS_NAME, CSV_NAME, PNG_NAME = "activations.h5", "results.json", "variants.csv", "variants.png"
+GEN_NAME = "generations.jsonl"
+COT_CHOICES = ("auto", "on", "off")
 STRAIGHT_UP = "default"
 SCHEMA = "gaplens.eval/1"
 CSV_FIELDS = ("variant", "scoring", "accuracy", "ci_lo", "ci_hi", "n", "dev_acc", "test_acc")
@@ -71,6 +80,13 @@ class Config:
                   "slightly from float32)"},
     )
     n_boot: int = field(default=1000, metadata={"help": "bootstrap replicates for confidence intervals"})
+    cot: str = field(
+        default="auto",
+        metadata={"help": "add the chain-of-thought variants (greedy generation): on, off, or auto (on only when "
+                  "CUDA is available; decoding is slow on CPU). A '+cot' variant named in --variants always runs"},
+    )
+    max_new_tokens: int = field(default=256, metadata={"help": "chain of thought: generated tokens per answer, at "
+                                                        "most"})
 
 
 def out_dir(cfg: Config) -> Path:
@@ -94,11 +110,27 @@ def _validate(cfg: Config) -> list[str]:
         raise ValueError(f"--dtype must be float32 or bfloat16, got {cfg.dtype!r}")
     if cfg.n_boot < 1:
         raise ValueError(f"--n-boot must be >= 1, got {cfg.n_boot}")
+    if cfg.cot not in COT_CHOICES:
+        raise ValueError(f"--cot must be one of {', '.join(COT_CHOICES)}, got {cfg.cot!r}")
+    if cfg.max_new_tokens < 1:
+        raise ValueError(f"--max-new-tokens must be >= 1, got {cfg.max_new_tokens}")
     try:
         names = variants.variant_set(cfg.variants)
     except ValueError as exc:
         raise ValueError(f"--variants: {exc}") from None
+    if cfg.cot == "on" or (cfg.cot == "auto" and torch.cuda.is_available()):
+        names += [v for v in variants.generation_variants() if v not in names]
     return names
+
+
+def _generates(name: str) -> bool:
+    return variants.parse(name).generates
+
+
+def _generate_config(cfg: Config, names: list[str]) -> gen.GenerateConfig:
+    return gen.GenerateConfig(model=cfg.model, task=cfg.task, split=cfg.split, data_dir=cfg.data_dir, n=cfg.n,
+                              variants=tuple(names), seed=cfg.seed, max_new_tokens=cfg.max_new_tokens,
+                              batch_size=cfg.batch_size, dtype=cfg.dtype)
 
 
 def _capture_config(cfg: Config, names: list[str]) -> CaptureConfig:
@@ -129,16 +161,17 @@ def _store_matches(path: Path, candidates: list[CaptureConfig]) -> bool:
 
 
 def run(cfg: Config, *, model: LoadedModel | None = None) -> Path:
-    """Capture every variant into DIR/activations.h5, score them, write results.json, variants.csv/png.
+    """Capture every single-pass variant into DIR/activations.h5, generate the chain-of-thought variants into
+    DIR/generations.jsonl, score them all, write results.json and variants.csv/png.
 
-    Reuses DIR/results.json when it was written by the same config; reuses a finished store whose
-    capture config matches (without loading the model). `model` skips loading (tests, notebooks).
+    Reuses DIR/results.json when it was written by the same config; reuses a finished store or generations file
+    whose config matches (without loading the model). `model` skips loading (tests, notebooks).
     """
     names = _validate(cfg)
     out = out_dir(cfg)
     chash = config_hash(cfg)
     results = out / RESULTS_NAME
-    if results.exists() and all((out / f).exists() for f in (CSV_NAME, PNG_NAME, STORE_NAME)):
+    if results.exists() and all((out / f).exists() for f in (CSV_NAME, PNG_NAME)):
         try:
             done = json.loads(results.read_text()).get("config_hash") == chash
         except (OSError, json.JSONDecodeError):
@@ -146,52 +179,106 @@ def run(cfg: Config, *, model: LoadedModel | None = None) -> Path:
         if done:
             log.info("reusing finished evaluation %s", out)
             return out
-    store_path = out / STORE_NAME
+    store_path, gen_path = out / STORE_NAME, out / GEN_NAME
     dropped = _drop_few_shot(cfg, names)
     runnable = [v for v in names if v not in dropped]
     chat_free = [v for v in runnable if not variants.parse(v).chat]
-    if _store_matches(store_path, [_capture_config(cfg, runnable), _capture_config(cfg, chat_free)]):
-        with Store(store_path) as s:
-            kept = list(s.provenance["variants"])
-    else:
+
+    def stages(kept: list[str]) -> tuple[list[str], list[str]]:
+        return [v for v in kept if not _generates(v)], [v for v in kept if _generates(v)]
+
+    def finished(kept: list[str]) -> bool:
+        single, gens = stages(kept)
+        return ((not single or _store_matches(store_path, [_capture_config(cfg, single)]))
+                and (not gens or gen.is_complete(gen_path, _generate_config(cfg, gens))))
+
+    kept = next((k for k in (runnable, chat_free) if k and finished(k)), None)
+    if kept is None:
         if model is None:
             model = load_model(cfg.model, seed=cfg.seed, dtype=getattr(torch, cfg.dtype))
         kept = runnable if model.chat_template() is not None else chat_free
     dropped.update(_drop_chat(cfg, [v for v in runnable if v not in kept]))
-    runnable = kept
     for v, why in dropped.items():
         log.warning("dropping variant %s: %s", v, why)
-    if not runnable:
+    if not kept:
         raise ValueError(f"--variants: none of {names} can run on model {cfg.model!r}: {dropped}")
+    single, gens = stages(kept)
     if model is not None:
         out.mkdir(parents=True, exist_ok=True)
-        capture(_capture_config(cfg, runnable), store_path, model=model)
-    with Store(store_path) as s:
-        preds = scoring.score_store(s.rows, s.array("answer_logits"), s.array("option_logprob"),
-                                    s.array("option_nchars"))
-        store_prov = dict(s.provenance)
-    res = evaluate_predictions(preds, seed=cfg.seed, dev_fraction=cfg.dev_fraction, n_boot=cfg.n_boot)
+        if single:
+            capture(_capture_config(cfg, single), store_path, model=model)
+        if gens:
+            if torch.cuda.is_available():
+                model.hf_model.to("cuda")  # after the capture, which runs on CPU
+            gen.generate(_generate_config(cfg, gens), gen_path, model=model)
+    parts, prov_src = [], {}
+    if single:
+        with Store(store_path) as s:
+            parts.append(scoring.score_store(s.rows, s.array("answer_logits"), s.array("option_logprob"),
+                                             s.array("option_nchars")))
+            prov_src = dict(s.provenance)
+    cot: dict[str, Any] = {"run": False, "why": _cot_off_reason(cfg)}
+    if gens:
+        header, rows = gen.read_generations(gen_path)
+        preds, cot = score_generations(rows)
+        cot.update(run=True, max_new_tokens=cfg.max_new_tokens, file=GEN_NAME)
+        parts.append(preds)
+        prov_src = prov_src or dict(header["provenance"])
+    res = evaluate_predictions(scoring.concat(parts), seed=cfg.seed, dev_fraction=cfg.dev_fraction,
+                               n_boot=cfg.n_boot)
     prov_keys = ("model", "model_source", "model_path", "weight_hash", "random_init", "architecture", "task",
                  "split", "seed", "n_questions")
     doc = {
         "schema": SCHEMA,
         "config": to_jsonable(cfg),
         "config_hash": chash,
-        "provenance": stamp(**{k: store_prov.get(k) for k in prov_keys}, variants=runnable,
-                            capture_package_version=store_prov.get("package_version"),
-                            capture_created_utc=store_prov.get("created_utc")),
-        "store": STORE_NAME,
+        "provenance": stamp(**{k: prov_src.get(k) for k in prov_keys}, variants=kept,
+                            capture_package_version=prov_src.get("package_version"),
+                            capture_created_utc=prov_src.get("created_utc")),
+        "store": STORE_NAME if single else None,
         "variants_requested": names,
-        "variants_run": runnable,
+        "variants_run": kept,
         "dropped": dropped,
-        "chain_of_thought": "not run (generation variants are not implemented)",
+        "chain_of_thought": cot,
         **res,
     }
     _write_csv(out / CSV_NAME, res["metrics"])
-    _write_png(out / PNG_NAME, res, title=f"{store_prov.get('model')} on {store_prov.get('task')} "
+    _write_png(out / PNG_NAME, res, title=f"{prov_src.get('model')} on {prov_src.get('task')} "
                f"({res['n_questions']} questions)")
     _write_json(results, doc)
     return out
+
+
+def _cot_off_reason(cfg: Config) -> str:
+    if cfg.cot == "off":
+        return "--cot off"
+    if cfg.cot == "auto":
+        return "--cot auto and no CUDA device (chain of thought is off by default on CPU; --cot on forces it)"
+    return "no generation variant could run"
+
+
+def score_generations(rows: list[dict[str, Any]]) -> tuple[scoring.Predictions, dict[str, Any]]:
+    """Predictions of generated answers (extracted from each row's text) and per-variant extraction stats."""
+    found = [extract.extract_choice(r["text"], r["symbols"], r["options"]) for r in rows]
+    width = max(len(r["order"]) for r in rows)
+    order = np.full((len(rows), width), -1, dtype=np.int64)
+    for i, r in enumerate(rows):
+        order[i, : len(r["order"])] = r["order"]
+    preds = scoring.score_generated(
+        np.array([r["question_id"] for r in rows]), np.array([r["variant"] for r in rows]),
+        np.array([f.index for f in found]), np.array([len(r["order"]) for r in rows]), order,
+        np.array([r["answer"] for r in rows]), np.array([r["answer_original"] for r in rows]))
+    per: dict[str, Any] = {}
+    for v in dict.fromkeys(r["variant"] for r in rows):
+        idx = [i for i, r in enumerate(rows) if r["variant"] == v]
+        per[v] = {
+            "n": len(idx),
+            "answer_found": float(np.mean([found[i].index >= 0 for i in idx])),
+            "by_method": {m: sum(found[i].method == m for i in idx) for m in extract.METHODS},
+            "stops": {s: sum(rows[i]["stop"] == s for i in idx) for s in gen.STOPS},
+            "mean_new_tokens": float(np.mean([rows[i]["n_new_tokens"] for i in idx])),
+        }
+    return preds, {"variants": per}
 
 
 # --------------------------------------------------------------------------- metrics
@@ -326,7 +413,8 @@ def _write_csv(path: Path, metrics: list[dict[str, Any]]) -> None:
     os.replace(tmp, path)
 
 
-_COLORS = {scoring.LETTER: "#4c72b0", scoring.OPTION: "#dd8452", scoring.OPTION_NORM: "#c44e52"}
+_COLORS = {scoring.LETTER: "#4c72b0", scoring.OPTION: "#dd8452", scoring.OPTION_NORM: "#c44e52",
+           scoring.COT: "#55a868"}
 
 
 def _write_png(path: Path, res: dict[str, Any], *, title: str) -> None:
@@ -406,12 +494,25 @@ def summarize(out_dir: str | Path) -> str:
     lines.append(f"honest best: '{hb['chosen']}' chosen on {hb['n_dev']} dev questions (dev {hb['dev_accuracy']:.3f}), "
                  f"test {_fmt(hb['test_accuracy'])} on {hb['n_test']}; default on test {_opt(hb['default_test_accuracy'])}")
     lines.append(f"naive max on test: '{hb['naive_max_variant']}' {hb['naive_max_test']:.3f} "
-                 f"(inflation {hb['inflation']:+.3f}; expected max by chance {hb['expected_max_by_chance']:+.3f})")
+                 f"(inflation over the honest choice {hb['inflation']:+.3f})")
+    nm = hb.get("max_excess_null")
+    if nm:
+        lines.append(f"naive max - mean over metrics on test: {nm['observed']:+.3f}; by chance alone (metrics "
+                     f"interchangeable per question) {nm['null_mean']:+.3f} (95th pct {nm['null_q95']:+.3f}, "
+                     f"p {nm['p_value']:.3g})")
     if STRAIGHT_UP in doc["symbol_bias"]:
         b = doc["symbol_bias"][STRAIGHT_UP]
         dist = lambda xs: "/".join(f"{x:.2f}" for x in xs)  # noqa: E731
         lines.append(f"symbol bias of default: predicted {dist(b['pred_dist'])} vs gold {dist(b['gold_dist'])} "
                      f"(TV {b['tv_distance']:.3f}, chi2 p {b['chi2_p']:.2g})")
+    cot = doc["chain_of_thought"]
+    for v, c in (cot.get("variants") or {}).items():
+        lines.append(f"chain of thought '{v}': answer found in {c['answer_found']:.0%} of {c['n']} "
+                     f"(symbol {c['by_method']['symbol']}, option text {c['by_method']['option_text']}); stops "
+                     + ", ".join(f"{k} {n}" for k, n in c["stops"].items())
+                     + f"; mean {c['mean_new_tokens']:.0f} new tokens (max {cot['max_new_tokens']})")
+    if not cot.get("run"):
+        lines.append(f"chain of thought not run: {cot['why']}")
     if doc["dropped"]:
         lines.append("dropped: " + "; ".join(f"{k} ({v})" for k, v in doc["dropped"].items()))
     return "\n".join(lines)

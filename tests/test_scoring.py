@@ -7,6 +7,7 @@ import pytest
 
 from eval import stats
 from eval.scoring import (
+    COT,
     LETTER,
     OPTION,
     OPTION_NORM,
@@ -14,6 +15,7 @@ from eval.scoring import (
     concat,
     masked_argmax,
     prediction_matrix,
+    score_generated,
     score_letter_rows,
     score_option_rows,
     score_store,
@@ -244,3 +246,16 @@ def test_concat_pads_probs() -> None:
     both = concat([a, b])
     assert both.probs.shape == (5, 4) and np.isnan(both.probs[0, 2:]).all()
     assert both.select(np.array([0])).question_id.tolist() == ["q"]
+
+
+def test_generated_answers_are_one_hot_in_original_order() -> None:
+    order = np.array([[1, 0, 2], [0, 1, 2], [2, 0, 1]])
+    p = score_generated(np.array(["q1", "q2", "q3"]), np.array(["cot"] * 3), np.array([0, -1, 2]),
+                        np.array([3, 3, 3]), order, np.array([0, 1, 1]), np.array([1, 1, 0]))
+    assert p.pred_orig.tolist() == [1, -1, 1] and p.correct.tolist() == [True, False, False]
+    assert p.missing.tolist() == [False, True, False] and set(p.scoring.tolist()) == {COT}
+    np.testing.assert_allclose(p.probs[0], [0, 1, 0], atol=1e-12)
+    assert np.isnan(p.probs[1]).all()
+    with pytest.raises(ValueError, match="pred_pos"):
+        score_generated(np.array(["q1"]), np.array(["cot"]), np.array([3]), np.array([3]), order[:1],
+                        np.array([0]), np.array([1]))

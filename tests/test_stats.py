@@ -17,6 +17,7 @@ from eval.stats import (
     bootstrap_ratio,
     honest_best,
     majority_vote,
+    max_excess_null,
     mean_over_runs,
     per_variant_accuracy,
     select_then_report,
@@ -286,3 +287,30 @@ def test_split_ids_deterministic_disjoint_order_independent() -> None:
             split_ids(ids, bad, seed=0)
     with pytest.raises(ValueError, match="empty"):
         split_ids([], 0.5, seed=0)
+
+
+def test_max_excess_null_against_exact_enumeration() -> None:
+    import itertools
+
+    t = np.array([[1, 0, 0], [1, 1, 0], [0, 0, 1], [1, 0, 1]], dtype=float)
+    means = t.mean(axis=0)
+    rows = [list(itertools.permutations(r)) for r in t]  # every within-row shuffle is equally likely
+    exact = np.mean([np.max(np.mean(c, axis=0)) - means.mean() for c in itertools.product(*rows)])
+    out = max_excess_null(t, n_perm=20000, seed=3)
+    assert out["observed"] == pytest.approx(means.max() - means.mean())
+    assert out["null_mean"] == pytest.approx(exact, abs=0.005)
+    assert 0 < out["p_value"] <= 1 and out["n_perm"] == 20000
+
+
+def test_max_excess_null_separates_a_real_winner_from_noise() -> None:
+    rng = np.random.default_rng(11)
+    noise = (rng.random((150, 10)) < 0.5).astype(float)
+    out = max_excess_null(noise, n_perm=400, seed=0)
+    assert out["null_mean"] > 0.02 and out["p_value"] > 0.05  # the max of equal variants is noise
+    noise[:, 0] = (rng.random(150) < 0.8)
+    out = max_excess_null(noise, n_perm=400, seed=0)
+    assert out["observed"] > out["null_q95"] and out["p_value"] < 0.01
+    same = np.repeat(rng.random((30, 1)) < 0.5, 4, axis=1).astype(float)  # variants agree on every question
+    assert max_excess_null(same, n_perm=50)["null_mean"] == 0.0 == max_excess_null(same, n_perm=50)["observed"]
+    with pytest.raises(ValueError, match="variants >= 2"):
+        max_excess_null(np.ones((5, 1)))

@@ -257,3 +257,29 @@ def test_spec_validation() -> None:
         VariantSpec(order="reverse")
     with pytest.raises(ValueError, match="shots"):
         VariantSpec(shots=-1)
+
+
+# ---- chain of thought (generation variants) ----
+
+
+def test_cot_renders_listed_options_instruction_and_reasoning_cue() -> None:
+    spec = parse("cot")
+    assert spec.generates and not parse("default").generates and spec.name() == "cot"
+    p = render(spec, rec(answer=2))
+    assert p.continuations == ("A", "B", "C", "D") and p.answer == 2
+    assert p.user.splitlines()[1:5] == [f"{s}. {c} q1" for s, c in zip("ABCD", CHOICES, strict=False)]
+    assert p.user.splitlines()[-1] == V.COT_INSTRUCTION.format(reply="the letter of the correct answer")
+    assert to_text(p).endswith("\nAnswer: Let's think step by step.")
+    numbers = render(parse("numbers+rotate:1+cot"), rec(answer=2))
+    assert numbers.continuations == ("1", "2", "3", "4") and numbers.answer == 3
+    assert "followed by the number of the correct answer" in numbers.user
+
+
+def test_cot_rejects_other_cues_and_shots_and_stays_out_of_all() -> None:
+    with pytest.raises(ValueError, match="chain of thought"):
+        parse("cot+the_answer_is")
+    with pytest.raises(ValueError, match="chain of thought"):
+        parse("cot+shots:1")
+    assert not any(parse(v).generates for v in variant_set("all"))
+    assert all(parse(v).generates for v in V.generation_variants())
+    assert variant_set("cot+chat") == ["chat+cot"] and all(parse(v).name() == v for v in V.generation_variants())

@@ -1,0 +1,130 @@
+"""Tests for hooks.generate and the chain-of-thought path of `eval`: greedy decoding against a plain argmax
+loop, early stopping, the resumable JSONL file, and scoring from extracted answers."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from eval import extract, tasks, variants
+from hooks import evaluate
+from hooks import generate as gen
+
+CFG = gen.GenerateConfig(model="tiny-llama", task="capitals", n=5, variants=("cot", "numbers+cot"),
+                         max_new_tokens=6, batch_size=3)
+
+
+def prompts(model, n: int = 4) -> list[list[int]]:
+    spec = variants.parse("cot")
+    recs = tasks.load_task(tasks.TaskSpec("capitals", "test"), n=n, seed=0)
+    return [model.tokenizer(variants.to_text(variants.render(spec, r))).input_ids for r in recs]
+
+
+@torch.no_grad()
+def argmax_loop(model, ids: list[int], steps: int) -> list[int]:
+    """Reference: full forward passes through the bridge, no cache, no padding, argmax each step."""
+    seq, out = list(ids), []
+    for _ in range(steps):
+        t = int(model.bridge(torch.tensor([seq]))[0, -1].argmax())
+        out.append(t)
+        seq.append(t)
+    return out
+
+
+def test_batched_greedy_equals_unbatched_and_a_plain_argmax_loop(tiny_model) -> None:
+    ps = prompts(tiny_model)
+    assert len({len(p) for p in ps}) > 1  # rows really are padded
+    batched = gen.greedy_generate(tiny_model, ps, max_new_tokens=8)
+    for p, (new, stop) in zip(ps, batched, strict=True):
+        assert (new, stop) == gen.greedy_generate(tiny_model, [p], max_new_tokens=8)[0]
+        ref = argmax_loop(tiny_model, p, 8)
+        assert new == ref[: len(new)] and (stop == "length") == (len(new) == 8)
+
+
+def test_done_stops_each_row_early(tiny_model) -> None:
+    ps = prompts(tiny_model)
+    free = gen.greedy_generate(tiny_model, ps, max_new_tokens=8)
+    stop_rows = [i for i, (new, _) in enumerate(free) if len(new) >= 3][:2]
+    assert len(stop_rows) == 2
+    seen: dict[int, list[str]] = {}
+
+    def done(i: int, text: str) -> bool:
+        seen.setdefault(i, []).append(text)
+        return i in stop_rows and len(seen[i]) >= 2  # stop after the second token
+
+    out = gen.greedy_generate(tiny_model, ps, max_new_tokens=8, done=done)
+    for i, (new, stop) in enumerate(out):
+        if i in stop_rows:
+            assert (new, stop) == (free[i][0][:2], "answer")
+            assert seen[i][-1] == tiny_model.tokenizer.decode(new, skip_special_tokens=True)
+        else:
+            assert (new, stop) == free[i]  # the other rows run on unchanged
+
+
+def test_generation_file_resumes_without_redoing_rows(tiny_model, tmp_path: Path, monkeypatch) -> None:
+    full = gen.generate(CFG, tmp_path / "full.jsonl", model=tiny_model)
+    header, rows = gen.read_generations(full)
+    assert header["n_rows"] == len(rows) == 10 and header["provenance"]["weight_hash"] == tiny_model.weight_hash
+    assert {r["stop"] for r in rows} <= set(gen.STOPS) and all(r["n_new_tokens"] <= 6 for r in rows)
+    # an interrupted run: the first batch written, the second torn mid-line
+    lines = full.read_text().splitlines(keepends=True)
+    target = tmp_path / "resumed.jsonl"
+    target.write_text("".join(lines[:4]) + lines[4][:20])
+    calls: list[int] = []
+    real = gen.greedy_generate
+    monkeypatch.setattr(gen, "greedy_generate", lambda m, p, **k: (calls.append(len(p)), real(m, p, **k))[1])
+    gen.generate(CFG, target, model=tiny_model)
+    assert sum(calls) == 7  # 10 rows, 3 were finished
+    key = lambda r: (r["variant"], r["question_id"])  # noqa: E731
+    assert sorted(gen.read_generations(target)[1], key=key) == sorted(rows, key=key)
+    calls.clear()
+    assert gen.is_complete(target, CFG) and gen.generate(CFG, target, model=tiny_model) == target and not calls
+    with pytest.raises(FileExistsError, match="different generation config"):
+        gen.generate(CFG.__class__(**{**CFG.__dict__, "max_new_tokens": 7}), target, model=tiny_model)
+
+
+def test_eval_scores_cot_from_the_generated_text(tiny_model, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    cfg = evaluate.Config(model="tiny-llama", task="capitals", n=6, variants="default,cot", out=str(tmp_path),
+                          n_boot=50, max_new_tokens=5, seed=1)
+    # the random tiny model never writes "The answer is": give it an answer for some rows, through the text
+    real = gen.greedy_generate
+
+    def answering(model, ps, **kw):
+        out = real(model, ps, **kw)
+        return [(model.tokenizer(" The answer is B.").input_ids if i % 2 == 0 else new, stop)
+                for i, (new, stop) in enumerate(out)]
+
+    monkeypatch.setattr(gen, "greedy_generate", answering)
+    doc = json.loads((evaluate.run(cfg, model=tiny_model) / "results.json").read_text())
+    _, rows = gen.read_generations(tmp_path / "generations.jsonl")
+    found = [extract.extract_choice(r["text"], r["symbols"], r["options"]).index for r in rows]
+    expected = np.mean([f >= 0 and r["order"][f] == r["answer_original"] for f, r in zip(found, rows, strict=True)])
+    cot = next(m for m in doc["metrics"] if m["variant"] == "cot")
+    assert cot["scoring"] == "cot" and cot["accuracy"] == pytest.approx(expected)
+    assert doc["chain_of_thought"]["variants"]["cot"]["answer_found"] == pytest.approx(np.mean([f >= 0 for f in found]))
+    assert 0 < np.mean([f >= 0 for f in found]) < 1
+    assert {m["variant"] for m in doc["metrics"]} == {"default", "cot"}
+    # a finished run is reused without the model
+    monkeypatch.setattr(evaluate, "load_model", lambda *a, **k: pytest.fail("model loaded"))
+    (tmp_path / "results.json").unlink()
+    doc2 = json.loads((evaluate.run(cfg) / "results.json").read_text())
+    assert doc2["metrics"] == doc["metrics"]
+    assert "chain of thought 'cot': answer found" in evaluate.summarize(tmp_path)
+
+
+def test_cot_flag_adds_builtin_generation_variants_only_when_asked(monkeypatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    names = lambda **kw: evaluate._validate(evaluate.Config(variants="default", **kw))  # noqa: E731
+    assert names() == ["default"] == names(cot="off")
+    assert names(cot="on") == ["default", *variants.generation_variants()]
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert names() == ["default", *variants.generation_variants()] and names(cot="off") == ["default"]
+    with pytest.raises(ValueError, match="--cot"):
+        names(cot="maybe")
+    with pytest.raises(ValueError, match="--max-new-tokens"):
+        names(max_new_tokens=0)
