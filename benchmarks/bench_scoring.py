@@ -7,6 +7,10 @@ KV cache for the options (`hooks.capture.hooked_forward_shared_prefix`). Both go
 as `cli.py eval` (hooks.run.capture, no residuals stored), on one loaded model, after a warm-up run; the best of
 --repeats runs is kept. Times include rendering and tokenizing.
 
+With --cot-tokens N (> 0) it also times the chain-of-thought variant "cot" on the same questions (greedy decoding
+of at most N new tokens, stopping at the answer; `hooks.generate`, one run, batch size --batch-size): the reason
+`eval` leaves chain of thought off by default on CPU.
+
     .venv/bin/python benchmarks/bench_scoring.py --model smollm2-135m-instruct --task capitals --n 50
     .venv/bin/python benchmarks/bench_scoring.py --task mmlu --data-dir /work/shared/data --n 50
 """
@@ -21,7 +25,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from eval import scoring, stats  # noqa: E402
+from eval import extract, scoring, stats  # noqa: E402
+from hooks import generate as gen  # noqa: E402
 from hooks.models import load_model  # noqa: E402
 from hooks.run import CaptureConfig, capture  # noqa: E402
 from hooks.store import Store  # noqa: E402
@@ -39,6 +44,18 @@ def timed_capture(cfg: CaptureConfig, model: object, path: Path) -> tuple[float,
     return seconds, float(stats.accuracy(preds.correct).value), rows, tokens
 
 
+def timed_generate(cfg: gen.GenerateConfig, model: object, path: Path) -> tuple[float, float, float, float]:
+    """(seconds, accuracy, answer-found rate, mean new tokens) of one chain-of-thought run into a fresh `path`."""
+    t0 = time.perf_counter()
+    gen.generate(cfg, path, model=model)
+    seconds = time.perf_counter() - t0
+    _, rows = gen.read_generations(path)
+    found = [extract.extract_choice(r["text"], r["symbols"], r["options"]).index for r in rows]
+    correct = [f >= 0 and r["order"][f] == r["answer_original"] for f, r in zip(found, rows, strict=True)]
+    return (seconds, sum(correct) / len(rows), sum(f >= 0 for f in found) / len(rows),
+            sum(r["n_new_tokens"] for r in rows) / len(rows))
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default="smollm2-135m-instruct")
@@ -48,6 +65,7 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--repeats", type=int, default=2)
+    p.add_argument("--cot-tokens", type=int, default=0, help="also time chain of thought with this many new tokens")
     args = p.parse_args()
 
     t0 = time.perf_counter()
@@ -66,6 +84,12 @@ def main() -> None:
                 res = timed_capture(cfg(variant, args.n), model, Path(tmp) / f"{variant}-{r}.h5")
                 if variant not in best or res[0] < best[variant][0]:
                     best[variant] = res
+        cot = None
+        if args.cot_tokens > 0:
+            cot = timed_generate(gen.GenerateConfig(model=args.model, task=args.task, data_dir=args.data_dir,
+                                                    n=args.n, variants=("cot",), seed=args.seed,
+                                                    max_new_tokens=args.cot_tokens, batch_size=args.batch_size),
+                                 model, Path(tmp) / "cot.jsonl")
     print(f"{args.n} questions of {args.task}, batch size {args.batch_size}, best of {args.repeats}:")
     for variant, label in (("default", "letter scoring (1 row per question)"),
                            ("option", "per-choice log-likelihood (1 row per option)")):
@@ -73,6 +97,11 @@ def main() -> None:
         print(f"  {label:<46} {sec:7.2f} s  {rows:4d} rows  {tokens:6d} tokens (unshared)  accuracy {acc:.3f}")
     ratio = best["default"][0] / best["option"][0]
     print(f"letter / per-choice wall time ratio: {ratio:.3f} (per-choice is {1 / ratio:.2f}x the letter time)")
+    if cot is not None:
+        sec, acc, found, mean_tokens = cot
+        print(f"  {'chain of thought (<= ' + str(args.cot_tokens) + ' new tokens, 1 run)':<46} {sec:7.2f} s  "
+              f"answer found {found:.2f}  mean {mean_tokens:.0f} new tokens  accuracy {acc:.3f}")
+        print(f"letter / chain-of-thought wall time ratio: {best['default'][0] / sec:.4f}")
 
 
 if __name__ == "__main__":

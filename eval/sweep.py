@@ -7,9 +7,12 @@ CONFIG is a JSON object::
      "tasks": ["mmlu", "arc-easy"],               # axis -> --task
      "variants": "default,numbers,option",        # one set -> --variants; a list of sets is an axis
      "methods": ["eval", "probe"],                # the cli commands each cell runs
-     "data_dir": "/work/shared/data", "n": 100,   # any other key: a flag for every method that accepts it
+     "data_dir": "$GAPLENS_DATA_DIR", "n": 100,   # any other key: a flag for every method that accepts it
      "eval": {"batch_size": 16},                  # flags for one method only (null drops a common flag)
      "env": {"OMP_NUM_THREADS": "2"}}             # extra environment for the cells
+
+String values may name environment variables ($VAR or ${VAR}); they are expanded when the config is read, and
+an unset one is an error naming the key. The expanded value is what a cell's arguments (and its hash) record.
 
 An axis applies to a method only if the method has its flag (the probe command, which has no --variants, gets one
 cell per model and task). Flags are checked against each command's `--help` before anything runs.
@@ -161,7 +164,9 @@ def load_spec(path: Path) -> dict[str, Any]:
     for where, flags in [("", spec)] + [(f"{m}.", spec[m]) for m in METHODS if m in spec]:
         if not isinstance(flags, dict):
             raise ValueError(f"{path}: '{where[:-1]}' must be an object of flags for that command")
-        for key, value in flags.items():
+        for key, value in list(flags.items()):
+            if isinstance(value, str) and "$" in value:
+                flags[key] = value = _expand(value, path, where + key)
             if where and key in ("out", "model", "task", *AXES, *METHODS):
                 if key != "variants":
                     raise ValueError(f"{path}: '{where}{key}' cannot be set per method (the sweep sets --out and "
@@ -171,6 +176,15 @@ def load_spec(path: Path) -> dict[str, Any]:
             elif key not in RESERVED or where:
                 _check_value(path, "flag", where + key, value)
     return spec
+
+
+def _expand(value: str, path: Path, key: str) -> str:
+    """`value` with $VAR / ${VAR} replaced from the environment; ValueError naming `key` if one is unset."""
+    out = os.path.expandvars(value)
+    missing = re.findall(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)", out)
+    if missing:
+        raise ValueError(f"{path}: '{key}' names the environment variable ${missing[0]}, which is not set")
+    return out
 
 
 def plan(spec: Mapping[str, Any], flags_of: FlagsOf, path: Path = Path("sweep config")) -> list[Cell]:

@@ -101,6 +101,16 @@ def test_bad_configs_fail_before_anything_is_written(tmp_path: Path, over: dict,
     assert not runner.calls and not (tmp_path / "sweep").exists()
 
 
+def test_environment_variables_in_values(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GAPLENS_DATA_DIR", str(tmp_path / "data"))
+    path = write_config(tmp_path, data_dir="$GAPLENS_DATA_DIR", probe={"control": "shuffled", "data_dir": "${HOME_X}"})
+    with pytest.raises(ValueError, match=r"'probe.data_dir' names the environment variable \$HOME_X"):
+        sweep.load_spec(path)
+    path = write_config(tmp_path, data_dir="$GAPLENS_DATA_DIR")
+    cells = sweep.plan(sweep.load_spec(path), flags_of, path)
+    assert all(c.args[c.args.index("--data-dir") + 1] == str(tmp_path / "data") for c in cells)
+
+
 def test_unreadable_config(tmp_path: Path) -> None:
     (tmp_path / "bad.json").write_text("{oops")
     with pytest.raises(ValueError, match="not valid JSON"):

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from eval import tasks
+from eval import loaders, tasks
 from eval.records import MCRecord, TaskError
 from eval.tasks import (
     TaskSpec,
@@ -45,7 +45,7 @@ def no_hub(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str, str]]:
         calls.append((path, config, split))
         raise ConnectionError("Couldn't reach 'x' on the Hub (LocalEntryNotFoundError)")
 
-    monkeypatch.setattr(tasks, "_hub_load", fail)
+    monkeypatch.setattr(loaders, "_hub_load", fail)
     return calls
 
 
@@ -198,7 +198,7 @@ def test_hub_fallback_rows_are_mapped(tmp_path: Path, monkeypatch: pytest.Monkey
             {"id": "x1", "question": "Q", "choices": {"text": ["p", "q", "r"], "label": ["1", "2", "3"]}, "answerKey": "3"}
         ]
 
-    monkeypatch.setattr(tasks, "_hub_load", fake)
+    monkeypatch.setattr(loaders, "_hub_load", fake)
     recs = load_task(TaskSpec("mmlu", data_dir=str(tmp_path)))
     assert [r.id for r in recs] == ["mmlu/anatomy/test/1", "mmlu/anatomy/test/2", "mmlu/virology/test/1"]
     assert recs[0].choices == ("a", "b", "None", "4") and recs[0].answer == 2
