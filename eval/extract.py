@@ -15,10 +15,15 @@ write (and answer) new questions is judged on what it said first:
 
 `answer_complete` tells a generation loop when it may stop: a match of rule 1 or 2 is final once a character
 follows it (a symbol "i" could still grow into "ii") or the text has ended.
+
+`reasoning_before_answer` is the text up to the line or sentence that commits to the answer (all of it when
+nothing was committed): the forced-answer prompt ("cot[forced]" in `eval`) continues it with "The answer is" and
+reads the symbols' logits, so every question gets an answer after its reasoning.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -38,6 +43,7 @@ class Extraction:
     method: str  # one of METHODS
     span: str  # the matched answer text ("" if none)
     end: int  # character offset just past the match in the text (-1 if none)
+    start: int = -1  # character offset of the "answer is" phrase (-1 if none)
 
 
 NONE = Extraction(-1, "none", "", -1)
@@ -104,7 +110,7 @@ def extract_choice(text: str, symbols: Sequence[str], options: Sequence[str] = (
         if found is None and options:
             found = _match_option(text, m.end(), options)
         if found is not None:
-            return found
+            return dataclasses.replace(found, start=m.start())
     return NONE
 
 
@@ -114,3 +120,13 @@ def answer_complete(text: str, symbols: Sequence[str], options: Sequence[str] = 
     if found.index < 0:
         return False
     return ended or found.end < len(text)
+
+
+def reasoning_before_answer(text: str, symbols: Sequence[str], options: Sequence[str] = ()) -> str:
+    """`text` cut before the line or sentence holding its first committed answer (all of `text` if none)."""
+    found = extract_choice(text, symbols, options)
+    if found.index < 0:
+        return text
+    head = text[: found.start]
+    cut = max(head.rfind("\n"), head.rfind(". ") + 1 if ". " in head else -1)
+    return head[:cut] if cut > 0 else ""

@@ -34,8 +34,17 @@ def to_jsonable(obj: Any) -> Any:
 
 
 def config_hash(cfg: Any) -> str:
-    """A short stable hash of a config (its JSON form), used to decide whether a result can be reused."""
-    blob = json.dumps(to_jsonable(cfg), sort_keys=True).encode()
+    """A short stable hash of a config (its JSON form), used to decide whether a result can be reused.
+
+    A dataclass field with ``metadata={"hash_if_set": True}`` counts only when it differs from its default: a
+    field added later that way leaves the hashes (and so the finished runs) of configs that do not use it valid.
+    """
+    doc = to_jsonable(cfg)
+    if dataclasses.is_dataclass(cfg) and not isinstance(cfg, type):
+        for f in dataclasses.fields(cfg):
+            if f.metadata.get("hash_if_set") and getattr(cfg, f.name) == f.default:
+                doc.pop(f.name, None)
+    blob = json.dumps(doc, sort_keys=True).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
 
 

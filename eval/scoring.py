@@ -25,8 +25,9 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
-LETTER, OPTION, OPTION_NORM, COT = "letter", "option", "option_norm", "cot"
+LETTER, OPTION, OPTION_NORM, COT, COT_FORCED = "letter", "option", "option_norm", "cot", "cot_forced"
 NORM_SUFFIX = "[norm]"  # metric name of an option variant scored with acc_norm: "option[norm]"
+FORCED_SUFFIX = "[forced]"  # store variant id and metric of a chain of thought's forced answer: "cot[forced]"
 
 
 @dataclass(frozen=True)
@@ -301,6 +302,9 @@ def score_store(
 ) -> Predictions:
     """Every prediction of a store: lettered rows, then option variants by acc (and acc_norm).
 
+    Lettered rows whose variant id ends with FORCED_SUFFIX are a chain of thought's forced answer: scoring
+    "cot_forced", base variant the chain-of-thought variant.
+
     `rows` is `Store.rows` (question_id, variant_id, option_index, label, answer_original, n_choices,
     order); the other arrays are the store datasets of the same name, over all rows.
     """
@@ -325,7 +329,14 @@ def score_store(
             parts.append(score_option_rows(*args, normalize=True))
     if not parts:
         raise ValueError("the store has no rows")
-    return concat(parts)
+    out = concat(parts)
+    forced = np.char.endswith(out.variant.astype(str), FORCED_SUFFIX)
+    if forced.any():  # lettered rows of a chain of thought's forced answer
+        base = np.array([v[: -len(FORCED_SUFFIX)] if f else b for v, b, f in
+                         zip(out.variant.tolist(), out.base_variant.tolist(), forced.tolist(), strict=True)])
+        out = Predictions(**{**{f.name: getattr(out, f.name) for f in fields(out)}, "base_variant": base,
+                             "scoring": np.where(forced, COT_FORCED, out.scoring)})
+    return out
 
 
 @dataclass(frozen=True)

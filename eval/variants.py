@@ -95,6 +95,7 @@ SYSTEMS: dict[str, str | None] = {
 SCORINGS = ("letter", "option", "option_listed", "cot")
 GENERATION_SCORINGS = ("cot",)  # variants that generate text instead of scoring one forward pass
 COT_CUE = "Let's think step by step."
+COT_FORCED_CUE = "The answer is"  # after the reasoning, for the forced-answer metric "cot[forced]"
 COT_INSTRUCTION = 'Think step by step, then finish with "The answer is" followed by {reply}.'
 
 
@@ -278,6 +279,13 @@ def render(spec: VariantSpec, record: MCRecord, shots: Sequence[MCRecord] = ()) 
         user=user, cue=cue, chat=spec.chat, scoring=spec.scoring, continuations=continuations,
         answer=answer, order=order,
     )
+
+
+def forced_answer_tail(reasoning: str) -> str:
+    """What follows a chain-of-thought prompt to force an answer: the model's reasoning (cut before its own
+    answer, `eval.extract.reasoning_before_answer`), a new line and COT_FORCED_CUE; the symbols are then scored
+    as " A", " B", ... like a lettered prompt."""
+    return f"{reasoning.rstrip()}\n{COT_FORCED_CUE}"
 
 
 def to_messages(prompt: Prompt) -> list[dict[str, str]]:

@@ -11,9 +11,12 @@ One run writes one directory:
 
 - ``generations.jsonl``: chain-of-thought variants ("cot", "chat+cot", any "+cot" name), answered by greedy
   decoding with at most ``--max-new-tokens`` tokens (`hooks.generate`); the answer is extracted from the text
-  (`eval.extract`), and a text without one counts as wrong. `--cot on` adds the built-in chain-of-thought
-  variants, `auto` (the default) adds them only when CUDA is available (decoding is slow on CPU), `off` never;
-  a "+cot" variant named in --variants always runs. On a GPU the model moves there after the capture.
+  (`eval.extract`), and a text without one counts as wrong (metric "cot"). The forced answer, "cot[forced]",
+  reads the answer symbols' logits after the reasoning (cut before the model's own answer) and "The answer is";
+  its rows, residuals included, are in the store under the variant id "cot[forced]". `--cot on` adds the
+  built-in chain-of-thought variants, `auto` (the default) adds them only when CUDA is available (decoding is
+  slow on CPU), `off` never; a "+cot" variant named in --variants always runs. With CUDA the generation runs
+  there and the model returns to the CPU for the capture.
 
 Option-text variants give two metrics: "<variant>" (acc, summed log-probability) and "<variant>[norm]"
 (acc_norm, log-probability per character). Every metric counts as a variant in the spread, the majority
@@ -133,10 +136,14 @@ def _generate_config(cfg: Config, names: list[str]) -> gen.GenerateConfig:
                               batch_size=cfg.batch_size, dtype=cfg.dtype)
 
 
-def _capture_config(cfg: Config, names: list[str]) -> CaptureConfig:
+def _capture_config(cfg: Config, names: list[str], out: Path | None = None) -> CaptureConfig:
+    """The capture of `names`; chain-of-thought variants come in as forced answers after their generations."""
+    gens = [v for v in names if _generates(v)]
+    where = (out if out is not None else out_dir(cfg)) / GEN_NAME
     return CaptureConfig(model=cfg.model, task=cfg.task, split=cfg.split, data_dir=cfg.data_dir, n=cfg.n,
                          variants=tuple(names), seed=cfg.seed, batch_size=cfg.batch_size, resid=cfg.resid,
-                         dtype=cfg.dtype)
+                         dtype=cfg.dtype, generations=str(where) if gens else None,
+                         generations_hash=config_hash(_generate_config(cfg, gens)) if gens else None)
 
 
 def _drop_few_shot(cfg: Config, names: list[str]) -> dict[str, str]:
@@ -161,8 +168,9 @@ def _store_matches(path: Path, candidates: list[CaptureConfig]) -> bool:
 
 
 def run(cfg: Config, *, model: LoadedModel | None = None) -> Path:
-    """Capture every single-pass variant into DIR/activations.h5, generate the chain-of-thought variants into
-    DIR/generations.jsonl, score them all, write results.json and variants.csv/png.
+    """Generate the chain-of-thought variants into DIR/generations.jsonl, capture every variant into
+    DIR/activations.h5 (chain of thought as its forced answer), score them all, write results.json and
+    variants.csv/png.
 
     Reuses DIR/results.json when it was written by the same config; reuses a finished store or generations file
     whose config matches (without loading the model). `model` skips loading (tests, notebooks).
@@ -184,12 +192,12 @@ def run(cfg: Config, *, model: LoadedModel | None = None) -> Path:
     runnable = [v for v in names if v not in dropped]
     chat_free = [v for v in runnable if not variants.parse(v).chat]
 
-    def stages(kept: list[str]) -> tuple[list[str], list[str]]:
-        return [v for v in kept if not _generates(v)], [v for v in kept if _generates(v)]
+    def gens_of(kept: list[str]) -> list[str]:
+        return [v for v in kept if _generates(v)]
 
     def finished(kept: list[str]) -> bool:
-        single, gens = stages(kept)
-        return ((not single or _store_matches(store_path, [_capture_config(cfg, single)]))
+        gens = gens_of(kept)
+        return (_store_matches(store_path, [_capture_config(cfg, kept, out)])
                 and (not gens or gen.is_complete(gen_path, _generate_config(cfg, gens))))
 
     kept = next((k for k in (runnable, chat_free) if k and finished(k)), None)
@@ -202,28 +210,28 @@ def run(cfg: Config, *, model: LoadedModel | None = None) -> Path:
         log.warning("dropping variant %s: %s", v, why)
     if not kept:
         raise ValueError(f"--variants: none of {names} can run on model {cfg.model!r}: {dropped}")
-    single, gens = stages(kept)
+    gens = gens_of(kept)
     if model is not None:
         out.mkdir(parents=True, exist_ok=True)
-        if single:
-            capture(_capture_config(cfg, single), store_path, model=model)
-        if gens:
+        if gens:  # first: the capture reads the reasoning for the forced answers
+            device = next(model.hf_model.parameters()).device
             if torch.cuda.is_available():
-                model.hf_model.to("cuda")  # after the capture, which runs on CPU
-            gen.generate(_generate_config(cfg, gens), gen_path, model=model)
-    parts, prov_src = [], {}
-    if single:
-        with Store(store_path) as s:
-            parts.append(scoring.score_store(s.rows, s.array("answer_logits"), s.array("option_logprob"),
-                                             s.array("option_nchars")))
-            prov_src = dict(s.provenance)
+                model.hf_model.to("cuda")
+            try:
+                gen.generate(_generate_config(cfg, gens), gen_path, model=model)
+            finally:
+                model.hf_model.to(device)  # the capture runs where the model was loaded (CPU)
+        capture(_capture_config(cfg, kept, out), store_path, model=model)
+    with Store(store_path) as s:
+        parts = [scoring.score_store(s.rows, s.array("answer_logits"), s.array("option_logprob"),
+                                     s.array("option_nchars"))]
+        prov_src = dict(s.provenance)
     cot: dict[str, Any] = {"run": False, "why": _cot_off_reason(cfg)}
     if gens:
-        header, rows = gen.read_generations(gen_path)
+        _, rows = gen.read_generations(gen_path)
         preds, cot = score_generations(rows)
         cot.update(run=True, max_new_tokens=cfg.max_new_tokens, file=GEN_NAME)
         parts.append(preds)
-        prov_src = prov_src or dict(header["provenance"])
     res = evaluate_predictions(scoring.concat(parts), seed=cfg.seed, dev_fraction=cfg.dev_fraction,
                                n_boot=cfg.n_boot)
     prov_keys = ("model", "model_source", "model_path", "weight_hash", "random_init", "architecture", "task",
@@ -235,7 +243,7 @@ def run(cfg: Config, *, model: LoadedModel | None = None) -> Path:
         "provenance": stamp(**{k: prov_src.get(k) for k in prov_keys}, variants=kept,
                             capture_package_version=prov_src.get("package_version"),
                             capture_created_utc=prov_src.get("created_utc")),
-        "store": STORE_NAME if single else None,
+        "store": STORE_NAME,
         "variants_requested": names,
         "variants_run": kept,
         "dropped": dropped,
@@ -414,7 +422,7 @@ def _write_csv(path: Path, metrics: list[dict[str, Any]]) -> None:
 
 
 _COLORS = {scoring.LETTER: "#4c72b0", scoring.OPTION: "#dd8452", scoring.OPTION_NORM: "#c44e52",
-           scoring.COT: "#55a868"}
+           scoring.COT: "#55a868", scoring.COT_FORCED: "#8172b3"}
 
 
 def _write_png(path: Path, res: dict[str, Any], *, title: str) -> None:

@@ -56,3 +56,16 @@ def test_default_out_dir_and_bad_flags():
     assert cli.main(["probe", "--model", "tiny-llama", "--control", "bogus"]) == 2
     assert cli.main(["probe", "--model", "tiny-llama", "--test-fraction", "1.5"]) == 2
     assert cli.main(["probe", "--model", "tiny-llama", "--dtype", "float64"]) == 2
+
+
+def test_data_dir_flag_is_recorded_as_an_absolute_path(tmp_path, monkeypatch) -> None:
+    import argparse
+
+    from hooks import evaluate
+
+    monkeypatch.chdir(tmp_path)
+    parser = argparse.ArgumentParser()
+    cli.add_config_args(parser, evaluate.Config)
+    cfg = cli.build_config(evaluate.Config, parser.parse_args(["--data-dir", "sub/../data"]))
+    assert cfg.data_dir == str(tmp_path.resolve() / "data")
+    assert cli.build_config(evaluate.Config, parser.parse_args([])).data_dir is None

@@ -60,3 +60,18 @@ def test_bad_arguments_name_the_problem() -> None:
         extract_choice("The answer is A", ())
     with pytest.raises(ValueError, match="4 symbols but 3 options"):
         extract_choice("The answer is A", ABCD, CITIES[:3])
+
+
+@pytest.mark.parametrize(
+    ("text", "reasoning"),
+    [
+        ("\nA light-year is a distance.\n\nThe answer is: A.", "\nA light-year is a distance.\n"),
+        ("It is a distance. So the correct answer is C. More text", "It is a distance."),
+        ("The answer is B.", ""),
+        ("I am not sure about this one", "I am not sure about this one"),
+    ],
+)
+def test_reasoning_before_answer(text: str, reasoning: str) -> None:
+    from eval.extract import reasoning_before_answer
+
+    assert reasoning_before_answer(text, ABCD, CITIES) == reasoning

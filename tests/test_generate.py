@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pytest
 import torch
@@ -13,6 +14,7 @@ import torch
 from eval import extract, tasks, variants
 from hooks import evaluate
 from hooks import generate as gen
+from hooks.models import load_hf
 
 CFG = gen.GenerateConfig(model="tiny-llama", task="capitals", n=5, variants=("cot", "numbers+cot"),
                          max_new_tokens=6, batch_size=3)
@@ -108,7 +110,27 @@ def test_eval_scores_cot_from_the_generated_text(tiny_model, tmp_path: Path, mon
     assert cot["scoring"] == "cot" and cot["accuracy"] == pytest.approx(expected)
     assert doc["chain_of_thought"]["variants"]["cot"]["answer_found"] == pytest.approx(np.mean([f >= 0 for f in found]))
     assert 0 < np.mean([f >= 0 for f in found]) < 1
-    assert {m["variant"] for m in doc["metrics"]} == {"default", "cot"}
+    assert {m["variant"]: m["scoring"] for m in doc["metrics"]} == {"default": "letter", "cot": "cot",
+                                                                     "cot[forced]": "cot_forced"}
+    # the forced answer against a plain HF forward over prompt + reasoning + "The answer is"
+    hf, tok = load_hf("tiny-llama").model, tiny_model.tokenizer
+    letter_ids = [tok(" " + c, add_special_tokens=False).input_ids[0] for c in "ABCD"]
+    recs = {r.id: r for r in tasks.load_task(tasks.TaskSpec("capitals", "test"), n=6, seed=1)}
+    ref_correct = []
+    with h5py.File(tmp_path / "activations.h5") as f:
+        vid, qid = f["rows/variant_id"].asstr()[:], f["rows/question_id"].asstr()[:]
+        logits = f["answer_logits"][:]
+    for r in rows:
+        prompt = variants.render(variants.parse("cot"), recs[r["question_id"]])
+        reasoning = extract.reasoning_before_answer(r["text"], r["symbols"], r["options"])
+        text = variants.to_text(prompt) + variants.forced_answer_tail(reasoning)
+        with torch.no_grad():
+            ref = hf(input_ids=tok(text, return_tensors="pt").input_ids).logits[0, -1, letter_ids].numpy()
+        row = np.flatnonzero((vid == "cot[forced]") & (qid == r["question_id"]))
+        np.testing.assert_allclose(logits[row[0], :4], ref, rtol=1e-4, atol=1e-4)
+        ref_correct.append(prompt.order[int(np.argmax(ref))] == r["answer_original"])
+    forced = next(m for m in doc["metrics"] if m["variant"] == "cot[forced]")
+    assert forced["accuracy"] == pytest.approx(np.mean(ref_correct)) and forced["n_missing"] == 0
     # a finished run is reused without the model
     monkeypatch.setattr(evaluate, "load_model", lambda *a, **k: pytest.fail("model loaded"))
     (tmp_path / "results.json").unlink()
@@ -128,3 +150,15 @@ def test_cot_flag_adds_builtin_generation_variants_only_when_asked(monkeypatch) 
         names(cot="maybe")
     with pytest.raises(ValueError, match="--max-new-tokens"):
         names(max_new_tokens=0)
+
+
+@pytest.mark.slow
+def test_smollm2_batched_generation_equals_unbatched() -> None:
+    """SmolLM2 gave wrong results when left-padded prefixes went through a hand-built KV cache; `generate` passes
+    position ids from the attention mask, so batched greedy decoding must equal one prompt at a time."""
+    from hooks.models import load_model
+
+    model = load_model("smollm2-135m-instruct")
+    ps = prompts(model, n=4)
+    batched = gen.greedy_generate(model, ps, max_new_tokens=24)
+    assert batched == [gen.greedy_generate(model, [p], max_new_tokens=24)[0] for p in ps]

@@ -78,6 +78,23 @@ def test_bad_variant_and_layers_fail_before_writing(tiny_model, tmp_path):
     with pytest.raises(ValueError, match="outside"):
         capture(CaptureConfig(**{**CFG.__dict__, "layers": (0, 99)}), tmp_path / "y.h5", model=tiny_model)
     assert list(tmp_path.iterdir()) == []
+    with pytest.raises(ValueError, match="need their generations file"):
+        capture(CaptureConfig(**{**CFG.__dict__, "variants": ("default", "cot")}), tmp_path / "z.h5",
+                model=tiny_model)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_fields_added_with_hash_if_set_keep_old_hashes():
+    import dataclasses
+
+    from eval.provenance import config_hash, to_jsonable
+
+    old = {k: v for k, v in to_jsonable(CFG).items() if k not in ("generations", "generations_hash")}
+    import hashlib
+    import json
+
+    assert config_hash(CFG) == hashlib.sha256(json.dumps(old, sort_keys=True).encode()).hexdigest()[:16]
+    assert config_hash(dataclasses.replace(CFG, generations="g.jsonl")) != config_hash(CFG)
 
 
 def test_shared_prefix_and_batched_option_paths_agree(tiny_model, tmp_path, monkeypatch):
