@@ -179,7 +179,7 @@ def run(cfg: Config, *, model: LoadedModel | None = None) -> Path:
     out = out_dir(cfg)
     chash = config_hash(cfg)
     results = out / RESULTS_NAME
-    if results.exists() and all((out / f).exists() for f in (CSV_NAME, PNG_NAME)):
+    if results.exists() and all((out / f).exists() for f in (CSV_NAME, PNG_NAME, STORE_NAME)):
         try:
             done = json.loads(results.read_text()).get("config_hash") == chash
         except (OSError, json.JSONDecodeError):
@@ -347,7 +347,7 @@ def evaluate_predictions(
         }
     width = int(mat.n_choices.max())
     bias = {}
-    for name in lettered:
+    for name in [k for k in acc_by if scoring_of[k] in (scoring.LETTER, scoring.COT_FORCED)]:
         p = preds.select(preds.variant == name)
         bias[name] = stats.symbol_bias(p.pred_pos, p.gold_pos, width)
     default_test = hb["test_by_variant"].get(STRAIGHT_UP)
@@ -508,11 +508,13 @@ def summarize(out_dir: str | Path) -> str:
         lines.append(f"naive max - mean over metrics on test: {nm['observed']:+.3f}; by chance alone (metrics "
                      f"interchangeable per question) {nm['null_mean']:+.3f} (95th pct {nm['null_q95']:+.3f}, "
                      f"p {nm['p_value']:.3g})")
-    if STRAIGHT_UP in doc["symbol_bias"]:
-        b = doc["symbol_bias"][STRAIGHT_UP]
-        dist = lambda xs: "/".join(f"{x:.2f}" for x in xs)  # noqa: E731
-        lines.append(f"symbol bias of default: predicted {dist(b['pred_dist'])} vs gold {dist(b['gold_dist'])} "
-                     f"(TV {b['tv_distance']:.3f}, chi2 p {b['chi2_p']:.2g})")
+    forced = [r["variant"] for r in doc["metrics"] if r["scoring"] == scoring.COT_FORCED]
+    for name in [STRAIGHT_UP, *forced]:
+        if name in doc["symbol_bias"]:
+            b = doc["symbol_bias"][name]
+            dist = "/".join(f"{x:.2f}" for x in b["pred_dist"]), "/".join(f"{x:.2f}" for x in b["gold_dist"])
+            lines.append(f"symbol bias of {name}: predicted {dist[0]} vs gold {dist[1]} "
+                         f"(TV {b['tv_distance']:.3f}, chi2 p {b['chi2_p']:.2g})")
     cot = doc["chain_of_thought"]
     for v, c in (cot.get("variants") or {}).items():
         lines.append(f"chain of thought '{v}': answer found in {c['answer_found']:.0%} of {c['n']} "
