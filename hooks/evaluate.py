@@ -40,6 +40,7 @@ import numpy as np
 import torch
 
 from eval import extract, scoring, stats, tasks, variants
+from eval.io import write_json
 from eval.provenance import config_hash, stamp, to_jsonable
 from hooks import generate as gen
 from hooks.models import LoadedModel, load_model
@@ -253,7 +254,7 @@ def run(cfg: Config, *, model: LoadedModel | None = None) -> Path:
     _write_csv(out / CSV_NAME, res["metrics"])
     _write_png(out / PNG_NAME, res, title=f"{prov_src.get('model')} on {prov_src.get('task')} "
                f"({res['n_questions']} questions)")
-    _write_json(results, doc)
+    write_json(results, doc)
     return out
 
 
@@ -384,30 +385,11 @@ def _num(x: float) -> float | None:
     return None if x is None or not math.isfinite(float(x)) else float(x)
 
 
-def _clean(obj: Any) -> Any:
-    """JSON-safe: NaN/inf -> None, numpy scalars -> Python."""
-    if isinstance(obj, dict):
-        return {str(k): _clean(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_clean(v) for v in obj]
-    if isinstance(obj, np.generic):
-        obj = obj.item()
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
-
-
 # --------------------------------------------------------------------------- files
 
 
 def _tmp(path: Path) -> Path:
     return path.with_name(path.name + ".tmp")
-
-
-def _write_json(path: Path, doc: dict[str, Any]) -> None:
-    tmp = _tmp(path)
-    tmp.write_text(json.dumps(_clean(doc), indent=2, allow_nan=False) + "\n")
-    os.replace(tmp, path)
 
 
 def _write_csv(path: Path, metrics: list[dict[str, Any]]) -> None:

@@ -1,0 +1,47 @@
+"""Atomic JSON files for run directories: strict JSON (NaN and inf become null), written to a temporary name
+and renamed, so a reader never sees half a file."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from eval.provenance import to_jsonable
+
+
+def clean(obj: Any) -> Any:
+    """`obj` as strict-JSON values: numpy scalars and arrays as Python values, non-finite floats as None,
+    dataclasses, tuples and paths as in `eval.provenance.to_jsonable`."""
+    if isinstance(obj, np.ndarray):
+        obj = obj.tolist()
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, dict):
+        return {str(k): clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [clean(v) for v in obj]
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, (str, int, bool)) or obj is None:
+        return obj
+    return clean(to_jsonable(obj))
+
+
+def write_json(path: str | Path, obj: Any, *, indent: int = 2) -> Path:
+    """Write `obj` (see `clean`) to `path` atomically; parent directories are created."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(clean(obj), indent=indent, allow_nan=False) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+def read_json(path: str | Path) -> Any:
+    """The JSON value in `path`."""
+    return json.loads(Path(path).read_text())
