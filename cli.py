@@ -22,6 +22,7 @@ from typing import Any
 COMMANDS: dict[str, tuple[str, str]] = {
     "probe": ("probes.runner", "per-layer linear probes and logit lens vs the prompted accuracy"),
     "eval": ("hooks.evaluate", "prompt-variant evaluation and the honest best elicited score"),
+    "transfer": ("probes.transfer", "probes trained on one prompt variant, tested on the others (eval --resid)"),
     "lock": ("locking.lock_runner", "fine-tune a password-locked model"),
     "unlock": ("locking.unlock_runner", "weak-sample unlocking of a locked model, with controls"),
     "diff": ("locking.diff_runner", "weights and activations compared across checkpoints"),

@@ -1,0 +1,95 @@
+"""`cli.py transfer`: probes trained on one prompt variant of an eval store and tested on the others."""
+
+from __future__ import annotations
+
+import functools
+import json
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+from sklearn.linear_model import LogisticRegression
+from sklearn.preprocessing import StandardScaler
+
+import cli
+from eval.stats import split_ids
+from hooks import evaluate
+from probes import transfer
+
+VARIANTS = "default,rotate:1,numbers,option,option_listed"
+
+
+@pytest.fixture(scope="module")
+def eval_run(tmp_path_factory, tiny_model) -> Path:
+    out = tmp_path_factory.mktemp("eval")
+    cfg = evaluate.Config(model="tiny-llama", task="capitals", n=24, variants=VARIANTS, resid=True, out=str(out),
+                          n_boot=20, seed=1)
+    return evaluate.run(cfg, model=tiny_model)
+
+
+def test_transfer_matches_a_plain_sklearn_probe(eval_run: Path, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(transfer, "fit_layer", functools.partial(transfer.fit_layer, probe_kwargs={"Cs": (0.5,)}))
+    out = transfer.run(transfer.Config(store=str(eval_run), test_variants="default,rotate:1", out=str(tmp_path)))
+    doc = json.loads((out / "results.json").read_text())
+    assert doc["kind"] == "letter" and list(doc["variants"]) == ["default", "rotate:1"]
+    with h5py.File(eval_run / "activations.h5") as f:
+        vid, qid = f["rows/variant_id"].asstr()[:], f["rows/question_id"].asstr()[:]
+        label, resid = f["rows/label"][:], f["resid"][:].astype(np.float32)
+    train_ids, test_ids = split_ids(sorted(set(qid)), 0.5, 0)
+    tr = (vid == "default") & np.isin(qid, train_ids)
+    for pos in range(resid.shape[1]):
+        scaler = StandardScaler().fit(resid[tr, pos])
+        lr = LogisticRegression(C=0.5, max_iter=300, tol=1e-4).fit(scaler.transform(resid[tr, pos]), label[tr])
+        for v in ("default", "rotate:1"):
+            te = (vid == v) & np.isin(qid, test_ids)
+            pred = lr.classes_[lr.decision_function(scaler.transform(resid[te, pos])).argmax(axis=1)]
+            got = doc["variants"][v]["transfer_by_layer"][pos]
+            assert got["value"] == pytest.approx(np.mean(pred == label[te]), abs=1e-9) and got["n"] == te.sum()
+    # prompted accuracy on the same test questions, from the answer logits
+    with h5py.File(eval_run / "activations.h5") as f:
+        logits = f["answer_logits"][:]
+    te = (vid == "rotate:1") & np.isin(qid, test_ids)
+    assert doc["variants"]["rotate:1"]["prompted"]["value"] == pytest.approx(
+        np.mean(np.nanargmax(logits[te, :4], axis=1) == label[te]))
+    assert doc["provenance"]["train_variant"] == "default" and doc["provenance"]["weight_hash"]
+    assert (out / "transfer.csv").read_text().count("\n") == 3 and (out / "transfer_by_layer.png").stat().st_size
+
+
+def test_option_probes_transfer_between_option_variants_and_cli(eval_run: Path, tmp_path: Path, capsys) -> None:
+    assert cli.main(["transfer", "--store", str(eval_run / "activations.h5"), "--train-variant", "option",
+                     "--out", str(tmp_path), "--no-control"]) == 0
+    printed = capsys.readouterr().out
+    assert "option probe trained on 'option'" in printed and "option_listed" in printed
+    doc = json.loads((tmp_path / "results.json").read_text())
+    assert list(doc["variants"]) == ["option", "option_listed"] and doc["control_layer"] is None
+
+
+@pytest.mark.parametrize(("flags", "match"), [
+    (["--train-variant", "bogus"], "--train-variant 'bogus' is not in"),
+    (["--test-variants", "default,option"], "--test-variants"),
+    (["--layers", "0,99"], "--layers"),
+    (["--test-fraction", "1.5"], "--test-fraction"),
+])
+def test_bad_flags_name_the_problem_and_write_nothing(eval_run: Path, tmp_path: Path, capsys, flags, match) -> None:
+    out = tmp_path / "out"
+    assert cli.main(["transfer", "--store", str(eval_run), "--out", str(out), *flags]) == 2
+    assert match in capsys.readouterr().err and not out.exists()
+
+
+def test_store_without_residuals_is_refused(tmp_path: Path, tiny_model) -> None:
+    run = evaluate.run(evaluate.Config(model="tiny-llama", task="capitals", n=8, variants="default",
+                                       out=str(tmp_path / "eval"), n_boot=10), model=tiny_model)
+    with pytest.raises(ValueError, match="rerun `cli.py eval` with --resid"):
+        transfer.run(transfer.Config(store=str(run), out=str(tmp_path / "t")))
+    with pytest.raises(ValueError, match="--store"):
+        transfer.run(transfer.Config(store=str(tmp_path / "missing.h5")))
+    assert not (tmp_path / "t").exists()
+
+
+def test_finished_run_is_reused(eval_run: Path, tmp_path: Path, monkeypatch) -> None:
+    cfg = transfer.Config(store=str(eval_run), test_variants="numbers", out=str(tmp_path), control=False)
+    transfer.run(cfg)
+    monkeypatch.setattr(transfer, "fit_layer", lambda *a, **k: pytest.fail("refit"))
+    assert transfer.run(cfg) == tmp_path
+    assert "numbers" in transfer.summarize(tmp_path)
