@@ -29,7 +29,7 @@ from typing import Any
 
 from eval.report_rows import Emitter, Run, as_int, by_layer, estimate, first, model_label
 
-KINDS = ("eval", "probe", "lock", "unlock", "diff")
+KINDS = ("eval", "probe", "lock", "unlock", "diff", "transfer")
 TARGET_VARIANT = {"letter": "default", "option": "option"}
 PROMPTED_VARIANT = {"letter": "default", "option": "option", "option_norm": "option[norm]"}
 
@@ -330,7 +330,25 @@ def extract_diff(run: Run, d: Mapping[str, Any]) -> None:
         run.tables["largest weight changes"] = top
 
 
+def extract_transfer(run: Run, d: Mapping[str, Any]) -> None:
+    """Transfer runs (`probes.transfer`): per test variant, the probe trained on another variant (at the layer
+    chosen on train CV and per layer), the variant's own probe, the control and its prompted test accuracy."""
+    e = Emitter(run)
+    src = str(d.get("train_variant", ""))
+    e.add("chance", "accuracy", d.get("chance"))
+    for v, r in (d.get("variants") or {}).items():
+        if not isinstance(r, Mapping):
+            continue
+        e.add(f"transfer_from:{src}", "accuracy", r.get("transfer"), variant=str(v), layer=as_int(d.get("chosen_layer")))
+        for layer, est in zip(d.get("layers") or [], r.get("transfer_by_layer") or [], strict=False):
+            e.add(f"transfer_from:{src}", "accuracy_by_layer", est, variant=str(v), layer=as_int(layer))
+        e.add("own_variant_probe", "accuracy", r.get("own_probe"), variant=str(v), layer=as_int(r.get("own_probe_layer")))
+        e.add(f"control:transfer_from:{src}", "accuracy", r.get("control"), variant=str(v),
+              layer=as_int(d.get("control_layer")))
+        e.add("prompted", "accuracy_test", r.get("prompted"), variant=str(v))
+
+
 EXTRACTORS: dict[str, Callable[[Run, Mapping[str, Any]], None]] = {
     "probe": extract_probe, "eval": extract_eval, "lock": extract_lock, "unlock": extract_unlock,
-    "diff": extract_diff,
+    "diff": extract_diff, "transfer": extract_transfer,
 }

@@ -93,3 +93,18 @@ def test_finished_run_is_reused(eval_run: Path, tmp_path: Path, monkeypatch) -> 
     monkeypatch.setattr(transfer, "fit_layer", lambda *a, **k: pytest.fail("refit"))
     assert transfer.run(cfg) == tmp_path
     assert "numbers" in transfer.summarize(tmp_path)
+
+
+def test_report_reads_transfer_runs(eval_run: Path, tmp_path: Path) -> None:
+    from eval.report_kinds import detect_kind
+    from eval.report_load import load_run
+
+    out = transfer.run(transfer.Config(store=str(eval_run), test_variants="default,numbers", out=str(tmp_path)))
+    doc = json.loads((out / "results.json").read_text())
+    assert detect_kind(doc) == "transfer"
+    run = load_run(out / "results.json")
+    assert run is not None and run.model == "tiny-llama" and run.task == "capitals"
+    at = {r.variant: r.value for r in run.rows if r.method == "transfer_from:default" and r.metric == "accuracy"}
+    assert at == pytest.approx({v: doc["variants"][v]["transfer"]["value"] for v in ("default", "numbers")})
+    per_layer = [r for r in run.rows if r.metric == "accuracy_by_layer" and r.variant == "numbers"]
+    assert [r.layer for r in per_layer] == doc["layers"]
