@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from eval.provenance import config_hash, stamp, to_jsonable
-from eval.stats import accuracy, split_ids
+from eval.stats import accuracy, bootstrap_mean, mean_over_runs, split_ids
 from hooks.run import CaptureConfig, capture
 from hooks.store import Store
 from probes.fit import FeatureReader, Sweep, ceiling, select_layer, sweep_layers
@@ -52,6 +52,8 @@ class Config:
     seed: int = field(default=0, metadata={"help": "seed for the subsample, the train/test split and controls"})
     data_dir: str | None = field(default=None, metadata={"help": "local benchmark data ($GAPLENS_DATA_DIR)"})
     control: str = field(default="shuffled", metadata={"help": "controls: shuffled, random-init, both or none"})
+    n_shuffles: int = field(default=5, metadata={"help": "label shuffles of the shuffled control (its accuracies are "
+                                                         "the mean over them; one draw can land far from chance)"})
     test_fraction: float = field(default=0.5, metadata={"help": "fraction of questions held out for testing"})
     batch_size: int = field(default=16, metadata={"help": "rows per forward pass during capture"})
     split: str = field(default="test", metadata={"help": "task split to draw questions from"})
@@ -74,6 +76,8 @@ class Config:
             raise ValueError(f"--threads must be >= 0, got {self.threads}")
         if self.batch_size < 1:
             raise ValueError(f"--batch-size must be >= 1, got {self.batch_size}")
+        if self.n_shuffles < 1:
+            raise ValueError(f"--n-shuffles must be >= 1, got {self.n_shuffles}")
 
 
 def output_dir(cfg: Config) -> Path:
@@ -151,9 +155,11 @@ def compute(cfg: Config, act: Path, ctrl: Path | None, out: Path) -> dict[str, A
         targets = [load_target(store, t) for t in TARGETS]
         train_ids, test_ids = split_ids(store.rows["question_id"], 1.0 - cfg.test_fraction, cfg.seed)
         layers = list(store.layers)
-        kinds = ("probe", "shuffled") if "shuffled" in controls else ("probe",)
         reader = FeatureReader(store, np.concatenate([t.rows for t in targets]))
-        sweeps = sweep_layers(reader, targets, train_ids, range(len(layers)), kinds=kinds, seed=cfg.seed)
+        sweeps = sweep_layers(reader, targets, train_ids, range(len(layers)), seed=cfg.seed)
+        shuffles = [sweep_layers(reader, targets, train_ids, range(len(layers)), kinds=("shuffled",),
+                                 seed=cfg.seed + i, desc=f"shuffled {i + 1}/{cfg.n_shuffles}")["shuffled"]
+                    for i in range(cfg.n_shuffles)] if "shuffled" in controls else []
         prompted = prompted_accuracy(store, test_ids)
         lens, lens_sel = lens_accuracy(store, train_ids, test_ids, layers)
         provenance = _provenance(cfg, store)
@@ -178,8 +184,10 @@ def compute(cfg: Config, act: Path, ctrl: Path | None, out: Path) -> dict[str, A
         "probe_C_by_layer": {t: [f.C for f in fits] for t, fits in sweeps["probe"].fits.items()},
         "lens_accuracy_by_layer": lens,
         "lens_best": lens_sel,
-        "control_accuracy_by_layer": {k: sweeps[k].test_by_layer() for k in controls},
-        "control_ceiling": {k: ceiling(sweeps[k], layers) for k in controls},
+        "control_accuracy_by_layer": {k: (shuffled_by_layer(shuffles, cfg.seed) if k == "shuffled"
+                                          else sweeps[k].test_by_layer()) for k in controls},
+        "control_ceiling": {k: (shuffled_ceiling(shuffles, layers) if k == "shuffled" else ceiling(sweeps[k], layers))
+                            for k in controls},
         "ceiling": ceil,
         "ceiling_by_target": {t: _target_ceiling(sweeps["probe"], t, layers) for t in sweeps["probe"].fits},
         "chance": chance_test,
@@ -191,6 +199,36 @@ def compute(cfg: Config, act: Path, ctrl: Path | None, out: Path) -> dict[str, A
         "layers": layers,
         "provenance": provenance,
         "config": to_jsonable(cfg),
+    }
+
+
+def shuffled_by_layer(shuffles: list[Sweep], seed: int) -> dict[str, list[dict[str, Any]]]:
+    """Per target and layer, the shuffled control's test accuracy averaged over the label shuffles; the interval
+    is a bootstrap over test questions of each question's mean correctness across shuffles."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for t, fits in shuffles[0].fits.items():
+        out[t] = []
+        for i in range(len(fits)):
+            per = [sw.fits[t][i] for sw in shuffles]
+            if any(not np.array_equal(f.test_ids, per[0].test_ids) for f in per):
+                raise RuntimeError("shuffled controls were scored on different test questions")
+            mean = np.mean([f.test_correct for f in per], axis=0)
+            out[t].append({**bootstrap_mean(mean, n_boot=1000, seed=seed).to_dict(), "n_shuffles": len(per)})
+    return out
+
+
+def shuffled_ceiling(shuffles: list[Sweep], layers: list[int]) -> dict[str, Any]:
+    """The control ceiling chosen the same way as the probe's (on train CV), once per shuffle, and its mean over
+    shuffles (Student-t interval); target is the one chosen most often, layer None when the shuffles disagree."""
+    each = [ceiling(sw, layers) for sw in shuffles]
+    values = np.array([c["test_accuracy"]["value"] for c in each])
+    targets = [c["target"] for c in each]
+    layer_set = {c["layer"] for c in each}
+    return {
+        "target": max(set(targets), key=targets.count), "layer": layer_set.pop() if len(layer_set) == 1 else None,
+        "test_accuracy": mean_over_runs(values).to_dict(), "selected_on": "train-cv", "n_shuffles": len(each),
+        "per_shuffle": [{"target": c["target"], "layer": c["layer"], "test_accuracy": c["test_accuracy"]["value"]}
+                        for c in each],
     }
 
 
@@ -276,7 +314,9 @@ def summarize(out_dir: Path) -> str:
             ("lens", res["lens_accuracy_by_layer"])]
     for kind, per in res["control_accuracy_by_layer"].items():
         cols += [(f"{kind} opt", per.get("option")), (f"{kind} let", per.get("letter"))]
-    lines.append("test accuracy by layer:")
+    n_shuf = res["config"].get("n_shuffles")
+    lines.append("test accuracy by layer" + (f" (shuffled columns: mean over {n_shuf} label shuffles)"
+                                             if "shuffled" in res["control_accuracy_by_layer"] and n_shuf else "") + ":")
     lines.append("layer " + " ".join(f"{c:>14s}" for c, _ in cols))
     for i, layer in enumerate(res["layers"]):
         lines.append(f"{layer:5d} " + " ".join(f"{_fmt(v[i] if v else None):>14s}" for _, v in cols))
@@ -287,8 +327,13 @@ def summarize(out_dir: Path) -> str:
     lines.append(f"naive max over layers on test: {nm['test_accuracy']['value']:.3f} ({nm['target']} probe, layer "
                  f"{nm['layer']}); selection gap {c['gap']:+.3f}")
     for kind, cc in res["control_ceiling"].items():
-        lines.append(f"{kind} control, chosen the same way: {cc['target']} layer {cc['layer']}: "
-                     f"{_ci(cc['test_accuracy'])}")
+        if "per_shuffle" in cc:
+            each = ", ".join(f"{x['test_accuracy']:.2f} ({x['target']} L{x['layer']})" for x in cc["per_shuffle"])
+            lines.append(f"{kind} control, chosen the same way, mean over {cc['n_shuffles']} shuffles: "
+                         f"{_ci(cc['test_accuracy'])}; each: {each}")
+        else:
+            lines.append(f"{kind} control, chosen the same way: {cc['target']} layer {cc['layer']}: "
+                         f"{_ci(cc['test_accuracy'])}")
     lb = res["lens_best"]
     lines.append(f"logit lens, layer chosen on train: layer {lb['layer']}: {_ci(lb['test_accuracy'])}")
     mb = res["majority_baseline"]

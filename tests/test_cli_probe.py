@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 
 import cli
 from probes.runner import Config, output_dir
@@ -69,3 +70,32 @@ def test_data_dir_flag_is_recorded_as_an_absolute_path(tmp_path, monkeypatch) ->
     cfg = cli.build_config(evaluate.Config, parser.parse_args(["--data-dir", "sub/../data"]))
     assert cfg.data_dir == str(tmp_path.resolve() / "data")
     assert cli.build_config(evaluate.Config, parser.parse_args([])).data_dir is None
+
+
+def test_shuffled_control_is_the_mean_over_label_shuffles(tmp_path):
+    from hooks.store import Store
+    from probes.fit import FeatureReader, sweep_layers
+    from probes.runner import Config as ProbeConfig
+    from probes.runner import run as probe_run
+    from probes.targets import TARGETS, load_target
+
+    out = probe_run(ProbeConfig(model="tiny-llama", task="capitals", n=24, out=str(tmp_path), n_shuffles=3, seed=2))
+    res = json.loads((out / "results.json").read_text())
+    with Store(out / "activations.h5") as store:
+        targets = [load_target(store, t) for t in TARGETS]
+        from eval.stats import split_ids
+
+        train_ids, _ = split_ids(store.rows["question_id"], 0.5, 2)
+        reader = FeatureReader(store, np.concatenate([t.rows for t in targets]))
+        each = [sweep_layers(reader, targets, train_ids, range(len(store.layers)), kinds=("shuffled",),
+                             seed=2 + i)["shuffled"] for i in range(3)]
+    for t in TARGETS:
+        for i, est in enumerate(res["control_accuracy_by_layer"]["shuffled"][t]):
+            expected = np.mean([np.mean(sw.fits[t][i].test_correct) for sw in each])
+            assert est["value"] == pytest.approx(expected) and est["n_shuffles"] == 3
+            assert est["lo"] <= est["value"] <= est["hi"]
+    cc = res["control_ceiling"]["shuffled"]
+    assert cc["n_shuffles"] == 3 and len(cc["per_shuffle"]) == 3
+    assert cc["test_accuracy"]["value"] == pytest.approx(np.mean([x["test_accuracy"] for x in cc["per_shuffle"]]))
+    with pytest.raises(ValueError, match="--n-shuffles"):
+        ProbeConfig(n_shuffles=0)
