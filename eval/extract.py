@@ -29,6 +29,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 METHODS = ("symbol", "option_text", "none")
+STOPS = ("answer", "eos", "length")  # why a generation ended: an answer committed, the end token, the token bound
 _PHRASE = re.compile(r"answer\s*(?:is|:)\s*:?\s*", re.IGNORECASE)
 _WRAP_OPEN = "([*\"'"
 _WRAP_CLOSE = ")]*\"'"

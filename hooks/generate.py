@@ -38,7 +38,7 @@ from hooks.models import LoadedModel, load_model
 log = logging.getLogger(__name__)
 
 SCHEMA = "gaplens.generations/1"
-STOPS = ("answer", "eos", "length")
+STOPS = extract.STOPS
 
 
 @dataclass(frozen=True)

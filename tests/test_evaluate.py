@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import cli
-from eval import scoring, tasks, variants
+from eval import metrics, scoring, tasks, variants
 from hooks import evaluate
 from hooks.models import load_hf, load_model
 
@@ -135,7 +135,7 @@ def test_evaluate_predictions_on_hand_built_predictions() -> None:
         question_id=q, variant=v, base_variant=v, scoring=np.full(n, scoring.LETTER), pred_pos=pred,
         pred_orig=pred, gold_pos=np.zeros(n, dtype=int), gold_orig=np.zeros(n, dtype=int),
         n_choices=np.full(n, 2), probs=np.full((n, 2), 0.5))
-    res = evaluate.evaluate_predictions(preds, seed=0, dev_fraction=0.5, n_boot=100)
+    res = metrics.evaluate_predictions(preds, seed=0, dev_fraction=0.5, n_boot=100)
     assert [r["variant"] for r in res["metrics"]] == ["good", "half", "bad"]
     assert [r["accuracy"] for r in res["metrics"]] == pytest.approx([1.0, 0.5, 0.0])
     assert res["spread"]["all"]["spread"] == pytest.approx(1.0)
