@@ -134,7 +134,9 @@ def extract_probe(run: Run, d: Mapping[str, Any]) -> None:
         e.add("probe_ceiling", "accuracy", ceil)
     for kind, cc in (d.get("control_ceiling") or {}).items():
         if isinstance(cc, Mapping):
-            e.add(f"probe_control:{kind}", "accuracy", cc.get("test_accuracy"),
+            shuffles = as_int(cc.get("n_shuffles"))
+            label = f"{kind}, mean of {shuffles}" if shuffles and shuffles > 1 else kind
+            e.add(f"probe_control:{label}", "accuracy", cc.get("test_accuracy"),
                   variant=_tv(str(cc.get("target", ""))), layer=as_int(cc.get("layer")))
     lens_sel = d.get("lens_best")
     if isinstance(lens_sel, Mapping):

@@ -198,6 +198,15 @@ def test_probe_rows_and_naive_lens_label(tmp_path: Path) -> None:
     assert items["straight_up"].value == 0.3 and items["straight_up"].selection == ""
 
 
+def test_control_averaged_over_shuffles_is_labelled(tmp_path: Path) -> None:
+    d = probe_result("m", "t")
+    d["control_ceiling"]["shuffled"].update(n_shuffles=5, layer=None)
+    run = load_run(write(tmp_path, "p", d) / "results.json")
+    items = {i.key: i for i in gap_items(run.rows)}
+    assert items["probe_control"].label == "control: shuffled, mean of 5 (option-text probe)"
+    assert items["probe_control"].value == pytest.approx(0.27)
+
+
 def test_honest_lens_selection_is_used(tmp_path: Path) -> None:
     run = load_run(write(tmp_path, "p", probe_result("m", "t")) / "results.json")
     items = {i.key: i for i in gap_items(run.rows)}
