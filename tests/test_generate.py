@@ -91,7 +91,7 @@ def test_generation_file_resumes_without_redoing_rows(tiny_model, tmp_path: Path
 
 def test_eval_scores_cot_from_the_generated_text(tiny_model, tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    cfg = evaluate.Config(model="tiny-llama", task="capitals", n=6, variants="default,cot", out=str(tmp_path),
+    cfg = evaluate.Config(model="tiny-llama", task="capitals", n=6, variants="default,cot,chat+cot", out=str(tmp_path),
                           n_boot=50, max_new_tokens=5, seed=1)
     # the random tiny model never writes "The answer is": give it an answer for some rows, through the text
     real = gen.greedy_generate
@@ -104,33 +104,38 @@ def test_eval_scores_cot_from_the_generated_text(tiny_model, tmp_path: Path, mon
     monkeypatch.setattr(gen, "greedy_generate", answering)
     doc = json.loads((evaluate.run(cfg, model=tiny_model) / "results.json").read_text())
     _, rows = gen.read_generations(tmp_path / "generations.jsonl")
-    found = [extract.extract_choice(r["text"], r["symbols"], r["options"]).index for r in rows]
-    expected = np.mean([f >= 0 and r["order"][f] == r["answer_original"] for f, r in zip(found, rows, strict=True)])
+    rows = [r for r in rows if r["variant"] == "cot"] + [r for r in rows if r["variant"] == "chat+cot"]
+    found = [extract.extract_choice(r["text"], r["symbols"], r["options"]).index for r in rows[:6]]
+    expected = np.mean([f >= 0 and r["order"][f] == r["answer_original"] for f, r in zip(found, rows[:6], strict=True)])
     cot = next(m for m in doc["metrics"] if m["variant"] == "cot")
     assert cot["scoring"] == "cot" and cot["accuracy"] == pytest.approx(expected)
     assert doc["chain_of_thought"]["variants"]["cot"]["answer_found"] == pytest.approx(np.mean([f >= 0 for f in found]))
     assert 0 < np.mean([f >= 0 for f in found]) < 1
-    assert {m["variant"]: m["scoring"] for m in doc["metrics"]} == {"default": "letter", "cot": "cot",
-                                                                     "cot[forced]": "cot_forced"}
+    assert {m["variant"]: m["scoring"] for m in doc["metrics"]} == {
+        "default": "letter", "cot": "cot", "cot[forced]": "cot_forced", "chat+cot": "cot",
+        "chat+cot[forced]": "cot_forced"}
     # the forced answer against a plain HF forward over prompt + reasoning + "The answer is"
     hf, tok = load_hf("tiny-llama").model, tiny_model.tokenizer
     letter_ids = [tok(" " + c, add_special_tokens=False).input_ids[0] for c in "ABCD"]
     recs = {r.id: r for r in tasks.load_task(tasks.TaskSpec("capitals", "test"), n=6, seed=1)}
-    ref_correct = []
+    ref_correct: dict[str, list[bool]] = {"cot": [], "chat+cot": []}
     with h5py.File(tmp_path / "activations.h5") as f:
         vid, qid = f["rows/variant_id"].asstr()[:], f["rows/question_id"].asstr()[:]
         logits = f["answer_logits"][:]
     for r in rows:
-        prompt = variants.render(variants.parse("cot"), recs[r["question_id"]])
+        chat = r["variant"] == "chat+cot"
+        prompt = variants.render(variants.parse(r["variant"]), recs[r["question_id"]])
         reasoning = extract.reasoning_before_answer(r["text"], r["symbols"], r["options"])
-        text = variants.to_text(prompt) + variants.forced_answer_tail(reasoning)
+        text = variants.to_text(prompt, tiny_model.chat_template()) + variants.forced_answer_tail(reasoning)
+        ids = tok(text, return_tensors="pt", add_special_tokens=not chat).input_ids
         with torch.no_grad():
-            ref = hf(input_ids=tok(text, return_tensors="pt").input_ids).logits[0, -1, letter_ids].numpy()
-        row = np.flatnonzero((vid == "cot[forced]") & (qid == r["question_id"]))
+            ref = hf(input_ids=ids).logits[0, -1, letter_ids].numpy()
+        row = np.flatnonzero((vid == r["variant"] + "[forced]") & (qid == r["question_id"]))
         np.testing.assert_allclose(logits[row[0], :4], ref, rtol=1e-4, atol=1e-4)
-        ref_correct.append(prompt.order[int(np.argmax(ref))] == r["answer_original"])
-    forced = next(m for m in doc["metrics"] if m["variant"] == "cot[forced]")
-    assert forced["accuracy"] == pytest.approx(np.mean(ref_correct)) and forced["n_missing"] == 0
+        ref_correct[r["variant"]].append(prompt.order[int(np.argmax(ref))] == r["answer_original"])
+    for v, ok in ref_correct.items():
+        forced = next(m for m in doc["metrics"] if m["variant"] == v + "[forced]")
+        assert forced["accuracy"] == pytest.approx(np.mean(ok)) and forced["n_missing"] == 0 and len(ok) == 6
     # a finished run is reused without the model
     monkeypatch.setattr(evaluate, "load_model", lambda *a, **k: pytest.fail("model loaded"))
     (tmp_path / "results.json").unlink()
