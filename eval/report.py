@@ -155,6 +155,23 @@ def _diff_part(sec: Section, c: _Ctx) -> None:
                  "logit-lens accuracy and probe transfer per checkpoint/condition.")
 
 
+def _transfer_part(sec: Section, c: _Ctx) -> None:
+    """One table per training variant of `cli.py transfer` runs: each tested variant's transfer accuracy."""
+    def val(method: str, variant: str) -> Any:
+        r = next((r for r in c.rows if r.method == method and r.metric == "accuracy" and r.variant == variant), None)
+        return r.value if r else ""
+
+    for method in dict.fromkeys(r.method for r in c.rows if r.method.startswith("transfer_from:")):
+        rows = [r for r in c.rows if r.method == method and r.metric == "accuracy"]
+        layer = next((r.layer for r in rows if r.layer is not None), None)
+        sec.tables.append((
+            f"Probe trained on '{method.partition(':')[2]}', tested on each variant (layer {layer}, chosen on train CV)",
+            ("tested on", "prompted (same test questions)", "transfer", "95% lo", "95% hi", "own-variant probe",
+             "shuffled control"),
+            [(r.variant, val("transfer_prompted", r.variant), r.value, r.lo, r.hi, val("own_variant_probe", r.variant),
+              val("control:" + method, r.variant)) for r in rows]))
+
+
 def _run_tables_part(sec: Section, c: _Ctx) -> None:
     for run in c.runs:
         if run.model == c.model and run.task == c.task:
@@ -164,7 +181,7 @@ def _run_tables_part(sec: Section, c: _Ctx) -> None:
                                                                         for row in trows]))
 
 
-PARTS = (_gap_part, _layer_part, _variant_part, _lock_part, _diff_part, _run_tables_part)
+PARTS = (_gap_part, _layer_part, _variant_part, _lock_part, _diff_part, _transfer_part, _run_tables_part)
 
 
 def _section(c: _Ctx) -> Section:

@@ -347,7 +347,7 @@ def extract_transfer(run: Run, d: Mapping[str, Any]) -> None:
         e.add("own_variant_probe", "accuracy", r.get("own_probe"), variant=str(v), layer=as_int(r.get("own_probe_layer")))
         e.add(f"control:transfer_from:{src}", "accuracy", r.get("control"), variant=str(v),
               layer=as_int(d.get("control_layer")))
-        e.add("prompted", "accuracy_test", r.get("prompted"), variant=str(v))
+        e.add("transfer_prompted", "accuracy", r.get("prompted"), variant=str(v))
 
 
 EXTRACTORS: dict[str, Callable[[Run, Mapping[str, Any]], None]] = {

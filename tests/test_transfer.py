@@ -108,3 +108,14 @@ def test_report_reads_transfer_runs(eval_run: Path, tmp_path: Path) -> None:
     assert at == pytest.approx({v: doc["variants"][v]["transfer"]["value"] for v in ("default", "numbers")})
     per_layer = [r for r in run.rows if r.metric == "accuracy_by_layer" and r.variant == "numbers"]
     assert [r.layer for r in per_layer] == doc["layers"]
+
+
+def test_report_page_has_a_transfer_table(eval_run: Path, tmp_path: Path) -> None:
+    from eval import report
+
+    out = transfer.run(transfer.Config(store=str(eval_run), test_variants="default,numbers", out=str(tmp_path / "t")))
+    page = report.run(report.Config(runs=(str(out),), out=str(tmp_path / "report")))
+    html = (page / "index.html").read_text()
+    assert "Probe trained on &#x27;default&#x27;, tested on each variant" in html
+    doc = json.loads((out / "results.json").read_text())
+    assert f"{doc['variants']['numbers']['transfer']['value']:.3f}" in html
