@@ -221,7 +221,7 @@ def run(cfg: Config, *, model: LoadedModel | None = None) -> Path:
                 gen.generate(_generate_config(cfg, gens), gen_path, model=model)
             finally:
                 model.hf_model.to(device)  # the capture runs where the model was loaded (CPU)
-        capture(_capture_config(cfg, kept, out), store_path, model=model)
+        capture(_capture_config(cfg, kept, out), store_path, model=model, reuse_rows=True)
     with Store(store_path) as s:
         parts = [scoring.score_store(s.rows, s.array("answer_logits"), s.array("option_logprob"),
                                      s.array("option_nchars"))]

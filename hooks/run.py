@@ -28,7 +28,7 @@ from eval.records import MCRecord
 from hooks import capture as cap
 from hooks.generate import read_generations
 from hooks.models import LoadedModel, load_model
-from hooks.store import StoreWriter
+from hooks.store import Store, StoreWriter
 
 log = logging.getLogger(__name__)
 
@@ -193,18 +193,35 @@ def _blocks(rows: Sequence[Row], batch_size: int, max_batch_tokens: int) -> list
     return out
 
 
-def capture(cfg: CaptureConfig, path: Path, *, model: LoadedModel | None = None) -> Path:
-    """Run the capture described by `cfg` into the HDF5 file `path` (resuming or reusing what exists)."""
+def capture(cfg: CaptureConfig, path: Path, *, model: LoadedModel | None = None, reuse_rows: bool = False) -> Path:
+    """Run the capture described by `cfg` into the HDF5 file `path` (resuming or reusing what exists).
+
+    A finished store at `path` with another config is refused, unless `reuse_rows` and it differs only in which
+    variants it holds (`RowSource.compatible`): then its rows that the new plan also has are copied, only the
+    others are computed, and the new store replaces it when complete.
+    """
     path = Path(path)
     chash = config_hash(cfg)
+    source: RowSource | None = None
     if path.exists():
-        from hooks.store import Store
+        existing = Store(path)
+        if existing.file.attrs.get("config_hash") == chash:
+            existing.close()
+            log.info("reusing finished capture %s", path)
+            return path
+        if not (reuse_rows and RowSource.compatible(existing.config, cfg)):
+            existing.close()
+            raise FileExistsError(f"{path} exists from a different capture config; choose another --out")
+        source = RowSource(existing, cfg)
+    try:
+        return _capture(cfg, path, chash, model, source)
+    finally:
+        if source is not None:
+            source.close()
 
-        with Store(path) as existing:
-            if existing.file.attrs.get("config_hash") == chash:
-                log.info("reusing finished capture %s", path)
-                return path
-        raise FileExistsError(f"{path} exists from a different capture config; choose another --out")
+
+def _capture(cfg: CaptureConfig, path: Path, chash: str, model: LoadedModel | None,
+             source: RowSource | None) -> Path:
     spec = tasks.TaskSpec(cfg.task, cfg.split, cfg.data_dir)
     records = tasks.load_task(spec, n=cfg.n, seed=cfg.seed)
     names = variants.variant_set(",".join(cfg.variants))
@@ -215,6 +232,9 @@ def capture(cfg: CaptureConfig, path: Path, *, model: LoadedModel | None = None)
                            dtype=getattr(torch, cfg.dtype))
     layers = list(cfg.layers) if cfg.layers is not None else list(range(model.n_layers + 1))
     cap.resid_hook_names(model.n_layers, layers)  # validates --layers before anything is written
+    if source is not None and source.weight_hash != model.weight_hash:
+        raise FileExistsError(f"{path} was captured from other weights ({source.weight_hash}, now "
+                              f"{model.weight_hash}); choose another --out")
     rows = sorted(plan_rows(model, records, names, pool, cfg.seed, _generations(cfg, names)), key=_row_order)
     max_c = max(len(r.order) for r in rows)
     order = np.full((len(rows), max_c), -1, dtype=np.int64)
@@ -245,14 +265,78 @@ def capture(cfg: CaptureConfig, path: Path, *, model: LoadedModel | None = None)
         todo = [b for b in range(writer.n_blocks) if not writer.done(b)]
         bar = tqdm(total=len(rows), desc=f"capture {model.name}", unit="row", initial=len(rows) - sum(
             writer.block_slice(b).stop - writer.block_slice(b).start for b in todo))
+        reused = 0
         for b in todo:
             sl = writer.block_slice(b)
-            writer.write_block(b, _run_block(model, rows[sl], layers, max_c, cfg, resid_dtype))
+            block = rows[sl]
+            found = [source.find(r) if source is not None else None for r in block]
+            missing = [i for i, f in enumerate(found) if f is None]
+            arrays = _empty_arrays(block, len(layers), model.d_model, max_c, resid_dtype)
+            if missing:
+                computed = _run_block(model, [block[i] for i in missing], layers, max_c, cfg, resid_dtype)
+                for key, value in computed.items():
+                    arrays[key][missing] = value
+            for i, f in enumerate(found):
+                if f is not None:
+                    source.copy_row(arrays, i, f)  # type: ignore[union-attr]
+            reused += len(block) - len(missing)
+            if not cfg.resid:
+                arrays.pop("resid", None)
+            writer.write_block(b, arrays)
             bar.update(sl.stop - sl.start)
         bar.close()
+        if reused:
+            log.info("copied %d of %d rows from the earlier store %s", reused, len(rows), path)
+        if source is not None:
+            source.close()  # the finished store replaces it
         return writer.finish()
     finally:
         writer.close()
+
+
+class RowSource:
+    """The rows of an earlier finished store that a new capture can copy instead of computing."""
+
+    # config fields in which the earlier store may differ: which variants it holds, and batching
+    FREE = ("variants", "generations", "generations_hash", "batch_size", "max_batch_tokens")
+
+    @classmethod
+    def compatible(cls, old: Mapping[str, Any], cfg: CaptureConfig) -> bool:
+        """Same model, task, questions, layers, dtypes and seed: rows with the same key are the same rows."""
+        new = to_jsonable(cfg)
+        return all(old.get(k) == new.get(k) for k in (set(old) | set(new)) - set(cls.FREE))
+
+    def __init__(self, store: Store, cfg: CaptureConfig) -> None:
+        self.store = store
+        self.weight_hash = store.provenance.get("weight_hash")
+        r = store.rows
+        same_generations = store.config.get("generations_hash") == cfg.generations_hash
+        self.index = {
+            (q, v, int(o)): i for i, (q, v, o) in enumerate(zip(r["question_id"], r["variant_id"], r["option_index"],
+                                                                 strict=True))
+            if same_generations or not str(v).endswith(scoring.FORCED_SUFFIX)
+        }
+        self.n_tokens = r["n_tokens"]
+        self.small = {k: store.array(k) for k in ("answer_logits", "lens_logits", "option_logprob", "option_ntokens",
+                                                  "option_nchars")}
+
+    def find(self, row: Row) -> int | None:
+        """The earlier store's row with the same (question, variant, option) and token count, if any."""
+        i = self.index.get((row.question_id, row.variant, row.option_index))
+        return i if i is not None and int(self.n_tokens[i]) == len(row.ids) else None
+
+    def copy_row(self, arrays: dict[str, np.ndarray], dst: int, src: int) -> None:
+        for key, value in self.small.items():
+            if value.ndim == 1:
+                arrays[key][dst] = value[src]
+            else:
+                w = min(value.shape[-1], arrays[key].shape[-1])
+                arrays[key][dst, ..., :w] = value[src, ..., :w]
+        if "resid" in arrays and self.store.has_resid:
+            arrays["resid"][dst] = self.store.file["resid"][src]
+
+    def close(self) -> None:
+        self.store.close()
 
 
 def _generations(cfg: CaptureConfig, names: Sequence[str]) -> dict[tuple[str, str], dict[str, Any]] | None:
@@ -278,17 +362,23 @@ def _resid_dtype(choice: str, model: LoadedModel) -> str:
     return "float32" if "gemma" in type(model.hf_model).__name__.lower() else "float16"
 
 
-def _run_block(model: LoadedModel, rows: Sequence[Row], layers: list[int], max_c: int, cfg: CaptureConfig,
-               resid_dtype: str = "float16") -> dict[str, Any]:
-    n, n_l = len(rows), len(layers)
-    out = {
-        "resid": np.zeros((n, n_l, model.d_model), dtype=resid_dtype),
+def _empty_arrays(rows: Sequence[Row], n_layers: int, d_model: int, max_c: int,
+                  resid_dtype: str) -> dict[str, np.ndarray]:
+    """Every per-row dataset of a store block, unfilled (NaN where a row kind has no value)."""
+    n = len(rows)
+    return {
+        "resid": np.zeros((n, n_layers, d_model), dtype=resid_dtype),
         "answer_logits": np.full((n, max_c), np.nan, dtype=np.float32),
-        "lens_logits": np.full((n, n_l, max_c), np.nan, dtype=np.float32),
+        "lens_logits": np.full((n, n_layers, max_c), np.nan, dtype=np.float32),
         "option_logprob": np.full((n,), np.nan, dtype=np.float32),
         "option_ntokens": np.array([r.n_cont for r in rows], dtype=np.int32),
         "option_nchars": np.array([r.n_chars for r in rows], dtype=np.int32),
     }
+
+
+def _run_block(model: LoadedModel, rows: Sequence[Row], layers: list[int], max_c: int, cfg: CaptureConfig,
+               resid_dtype: str = "float16") -> dict[str, Any]:
+    out = _empty_arrays(rows, len(layers), model.d_model, max_c, resid_dtype)
     lettered_rows = [r for r in rows if r.option_index < 0]  # lettered rows sort before option rows
     for start, stop in _blocks(lettered_rows, cfg.batch_size, cfg.max_batch_tokens):
         part = lettered_rows[start:stop]

@@ -167,3 +167,36 @@ def test_smollm2_batched_generation_equals_unbatched() -> None:
     ps = prompts(model, n=4)
     batched = gen.greedy_generate(model, ps, max_new_tokens=24)
     assert batched == [gen.greedy_generate(model, [p], max_new_tokens=24)[0] for p in ps]
+
+
+def test_generations_of_other_variants_are_kept(tiny_model, tmp_path: Path, monkeypatch) -> None:
+    import dataclasses
+
+    path = tmp_path / "g.jsonl"
+    gen.generate(CFG, path, model=tiny_model)
+    first = {(r["variant"], r["question_id"]): r for r in gen.read_generations(path)[1]}
+    calls: list[int] = []
+    real = gen.greedy_generate
+    monkeypatch.setattr(gen, "greedy_generate", lambda m, p, **k: (calls.append(len(p)), real(m, p, **k))[1])
+    other = dataclasses.replace(CFG, variants=("cot", "chat+cot"))
+    gen.generate(other, path, model=tiny_model)
+    assert sum(calls) == 5  # only chat+cot; cot kept, numbers+cot dropped
+    header, rows = gen.read_generations(path)
+    assert header["n_rows"] == 10 and gen.is_complete(path, other)
+    assert {r["variant"] for r in rows} == {"cot", "chat+cot"}
+    assert all(r == first[("cot", r["question_id"])] for r in rows if r["variant"] == "cot")
+    with pytest.raises(FileExistsError, match="different generation config"):
+        gen.generate(dataclasses.replace(other, max_new_tokens=3), path, model=tiny_model)
+
+
+def test_eval_adds_variants_to_a_finished_run(tiny_model, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    base = dict(model="tiny-llama", task="capitals", n=6, out=str(tmp_path), n_boot=20, max_new_tokens=4)
+    evaluate.run(evaluate.Config(variants="default,cot", **base), model=tiny_model)
+    _, before = gen.read_generations(tmp_path / "generations.jsonl")
+    doc = json.loads((evaluate.run(evaluate.Config(variants="default,rotate:1,cot,chat+cot", **base),
+                                   model=tiny_model) / "results.json").read_text())
+    assert {m["variant"] for m in doc["metrics"]} == {"default", "rotate:1", "cot", "cot[forced]", "chat+cot",
+                                                     "chat+cot[forced]"}
+    _, after = gen.read_generations(tmp_path / "generations.jsonl")
+    assert [r for r in after if r["variant"] == "cot"] == before

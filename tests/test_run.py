@@ -106,3 +106,30 @@ def test_shared_prefix_and_batched_option_paths_agree(tiny_model, tmp_path, monk
         opt = ~a.mask(lettered=True)
         np.testing.assert_allclose(a.array("option_logprob", opt), b.array("option_logprob", opt), rtol=1e-4, atol=1e-4)
         np.testing.assert_allclose(a.file["resid"][:], b.file["resid"][:], rtol=1e-2, atol=1e-2)  # float16 store
+
+
+def test_a_store_with_fewer_variants_supplies_its_rows(tiny_model, tmp_path, monkeypatch):
+    import dataclasses
+
+    path = tmp_path / "s.h5"
+    capture(CFG, path, model=tiny_model)
+    bigger = dataclasses.replace(CFG, variants=("default", "option", "numbers", "rotate:1"))
+    with pytest.raises(FileExistsError, match="different capture config"):
+        capture(bigger, path, model=tiny_model)  # without reuse_rows
+    with pytest.raises(FileExistsError, match="different capture config"):
+        capture(dataclasses.replace(bigger, n=10), path, model=tiny_model, reuse_rows=True)  # other questions
+    computed = []
+    real = run_mod._run_block
+    monkeypatch.setattr(run_mod, "_run_block", lambda m, rows, *a, **k: (computed.extend(rows), real(m, rows, *a, **k))[1])
+    capture(bigger, path, model=tiny_model, reuse_rows=True)
+    assert computed and {r.variant for r in computed} == {"rotate:1"}
+    monkeypatch.setattr(run_mod, "_run_block", real)
+    fresh = capture(bigger, tmp_path / "fresh.h5", model=tiny_model)
+    with Store(path) as a, Store(fresh) as b:
+        assert a.file.attrs["config_hash"] == b.file.attrs["config_hash"]
+        key = lambda s: [f"{q}|{v}|{o}" for q, v, o in zip(s.rows["question_id"], s.rows["variant_id"],  # noqa: E731
+                                                            s.rows["option_index"], strict=True)]
+        ia, ib = np.argsort(key(a)), np.argsort(key(b))
+        for name in ("answer_logits", "option_logprob", "lens_logits"):
+            np.testing.assert_allclose(a.array(name)[ia], b.array(name)[ib], rtol=1e-4, atol=1e-4, equal_nan=True)
+        np.testing.assert_allclose(a.file["resid"][:][ia], b.file["resid"][:][ib], rtol=1e-2, atol=1e-2)
