@@ -25,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from eval import extract, scoring, stats  # noqa: E402
+from eval import metrics, scoring, stats  # noqa: E402
 from hooks import generate as gen  # noqa: E402
 from hooks.models import load_model  # noqa: E402
 from hooks.run import CaptureConfig, capture  # noqa: E402
@@ -49,11 +49,9 @@ def timed_generate(cfg: gen.GenerateConfig, model: object, path: Path) -> tuple[
     t0 = time.perf_counter()
     gen.generate(cfg, path, model=model)
     seconds = time.perf_counter() - t0
-    _, rows = gen.read_generations(path)
-    found = [extract.extract_choice(r["text"], r["symbols"], r["options"]).index for r in rows]
-    correct = [f >= 0 and r["order"][f] == r["answer_original"] for f, r in zip(found, rows, strict=True)]
-    return (seconds, sum(correct) / len(rows), sum(f >= 0 for f in found) / len(rows),
-            sum(r["n_new_tokens"] for r in rows) / len(rows))
+    preds, stats_by = metrics.score_generations(gen.read_generations(path)[1])
+    c = stats_by["variants"]["cot"]
+    return seconds, float(preds.correct.mean()), c["answer_found"], c["mean_new_tokens"]
 
 
 def main() -> None:

@@ -1,11 +1,13 @@
-"""Atomic JSON files for run directories: strict JSON (NaN and inf become null), written to a temporary name
-and renamed, so a reader never sees half a file."""
+"""Atomic files for run directories: JSON (strict: NaN and inf become null), CSV and PNG, each written to a
+temporary name and renamed, so a reader never sees half a file."""
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -45,3 +47,25 @@ def write_json(path: str | Path, obj: Any, *, indent: int = 2) -> Path:
 def read_json(path: str | Path) -> Any:
     """The JSON value in `path`."""
     return json.loads(Path(path).read_text())
+
+
+def write_csv(path: str | Path, header: Sequence[str], rows: Sequence[Sequence[Any]]) -> Path:
+    """Write a CSV with `header` atomically; parent directories are created."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(header)
+        writer.writerows(rows)
+    os.replace(tmp, path)
+    return path
+
+
+def save_png(fig: Any, path: str | Path, *, dpi: int = 110) -> Path:
+    """Save a matplotlib figure as PNG atomically."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    fig.savefig(tmp, format="png", dpi=dpi)
+    os.replace(tmp, path)
+    return path

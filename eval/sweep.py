@@ -47,6 +47,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from eval.io import write_json
 from eval.provenance import package_version
 
 log = logging.getLogger(__name__)
@@ -269,12 +270,6 @@ def _now() -> str:
     return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
 
 
-def _write_json(path: Path, doc: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(doc, indent=2) + "\n")
-    os.replace(tmp, path)
-
-
 def _cell_doc(cell: Cell, **status: Any) -> dict[str, Any]:
     return {"method": cell.method, "model": cell.model, "task": cell.task, "variants": cell.variants,
             "args": list(cell.args), "command": shlex.join(["python", "cli.py", *cell.argv]),
@@ -313,7 +308,7 @@ def run(cfg: Config, *, runner: CellRunner | None = None, flags_of: FlagsOf | No
         if c in done:  # keep how long it took when it ran
             meta = json.loads((c.dir / CELL_JSON).read_text())
             status[c.dir.name].update({k: meta[k] for k in ("returncode", "seconds") if k in meta})
-    _write_json(out / SWEEP_JSON, record)
+    write_json(out / SWEEP_JSON, record)
     log.info("sweep %s: %d cells, %d already done", out, len(cells), len(done))
     if cfg.dry_run:
         return out
@@ -326,9 +321,9 @@ def run(cfg: Config, *, runner: CellRunner | None = None, flags_of: FlagsOf | No
                 continue
             cell.dir.mkdir(parents=True, exist_ok=True)
             t0, started = time.time(), _now()
-            _write_json(cell.dir / CELL_JSON, _cell_doc(cell, status="running", started_utc=started))
+            write_json(cell.dir / CELL_JSON, _cell_doc(cell, status="running", started_utc=started))
             status[cell.dir.name]["status"] = "running"
-            _write_json(out / SWEEP_JSON, record)
+            write_json(out / SWEEP_JSON, record)
             bar.set_postfix_str(cell.dir.name[:50])
             log.info("cell %s: %s", cell.dir.name, shlex.join(cell.argv))
 
@@ -339,17 +334,17 @@ def run(cfg: Config, *, runner: CellRunner | None = None, flags_of: FlagsOf | No
             try:
                 rc = runner(cell.argv, cell.dir / CELL_LOG, env, show)
             except KeyboardInterrupt:
-                _write_json(cell.dir / CELL_JSON, _cell_doc(cell, status="interrupted", started_utc=started))
+                write_json(cell.dir / CELL_JSON, _cell_doc(cell, status="interrupted", started_utc=started))
                 status[cell.dir.name]["status"] = "interrupted"
-                _write_json(out / SWEEP_JSON, record)
+                write_json(out / SWEEP_JSON, record)
                 raise
             secs = round(time.time() - t0, 1)
             ok = rc == 0 and (cell.dir / RESULTS).exists()
             state = "done" if ok else "failed"
-            _write_json(cell.dir / CELL_JSON, _cell_doc(cell, status=state, returncode=rc, seconds=secs,
+            write_json(cell.dir / CELL_JSON, _cell_doc(cell, status=state, returncode=rc, seconds=secs,
                                                         started_utc=started, finished_utc=_now()))
             status[cell.dir.name].update(status=state, returncode=rc, seconds=secs)
-            _write_json(out / SWEEP_JSON, record)
+            write_json(out / SWEEP_JSON, record)
             if ok:
                 log.info("cell %s done in %.0f s", cell.dir.name, secs)
             else:
@@ -360,7 +355,7 @@ def run(cfg: Config, *, runner: CellRunner | None = None, flags_of: FlagsOf | No
     finally:
         bar.close()
         record["finished_utc"] = _now()
-        _write_json(out / SWEEP_JSON, record)
+        write_json(out / SWEEP_JSON, record)
     if failed:
         listing = "; ".join(f"{c.dir.name} (log: {c.dir / CELL_LOG})" for c in failed)
         raise SweepFailed(f"{len(failed)} of {len(cells)} cells failed: {listing}. Finished cells are kept; "

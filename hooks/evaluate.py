@@ -26,10 +26,8 @@ template; few-shot variants when the task's few-shot pool is too small.
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
-import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,7 +37,7 @@ import numpy as np
 import torch
 
 from eval import scoring, tasks, variants
-from eval.io import write_json
+from eval.io import save_png, write_csv, write_json
 from eval.metrics import STRAIGHT_UP, evaluate_predictions, score_generations
 from eval.provenance import config_hash, stamp, to_jsonable
 from hooks import generate as gen
@@ -160,11 +158,11 @@ def _drop_chat(cfg: Config, names: list[str]) -> dict[str, str]:
     return {v: f"model {cfg.model!r} has no chat template" for v in names if variants.parse(v).chat}
 
 
-def _store_matches(path: Path, candidates: list[CaptureConfig]) -> bool:
+def _store_matches(path: Path, cfg: CaptureConfig) -> bool:
     if not path.exists():
         return False
     with Store(path) as s:
-        return s.file.attrs.get("config_hash") in {config_hash(c) for c in candidates}
+        return s.file.attrs.get("config_hash") == config_hash(cfg)
 
 
 def run(cfg: Config, *, model: LoadedModel | None = None) -> Path:
@@ -197,7 +195,7 @@ def run(cfg: Config, *, model: LoadedModel | None = None) -> Path:
 
     def finished(kept: list[str]) -> bool:
         gens = gens_of(kept)
-        return (_store_matches(store_path, [_capture_config(cfg, kept, out)])
+        return (_store_matches(store_path, _capture_config(cfg, kept, out))
                 and (not gens or gen.is_complete(gen_path, _generate_config(cfg, gens))))
 
     kept = next((k for k in (runnable, chat_free) if k and finished(k)), None)
@@ -268,19 +266,9 @@ def _cot_off_reason(cfg: Config) -> str:
 # --------------------------------------------------------------------------- files
 
 
-def _tmp(path: Path) -> Path:
-    return path.with_name(path.name + ".tmp")
-
-
 def _write_csv(path: Path, metrics: list[dict[str, Any]]) -> None:
-    tmp = _tmp(path)
-    with tmp.open("w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(CSV_FIELDS)
-        for r in metrics:
-            w.writerow(["" if r[k] is None else (f"{r[k]:.6g}" if isinstance(r[k], float) else r[k])
-                        for k in CSV_FIELDS])
-    os.replace(tmp, path)
+    write_csv(path, CSV_FIELDS, [["" if r[k] is None else (f"{r[k]:.6g}" if isinstance(r[k], float) else r[k])
+                                  for k in CSV_FIELDS] for r in metrics])
 
 
 _COLORS = {scoring.LETTER: "#4c72b0", scoring.OPTION: "#dd8452", scoring.OPTION_NORM: "#c44e52",
@@ -313,9 +301,7 @@ def _write_png(path: Path, res: dict[str, Any], *, title: str) -> None:
     ax.set_xlabel("accuracy (95% bootstrap CI over questions)")
     ax.set_title(title, fontsize=10)
     ax.legend(handles=handles, fontsize=7, loc="lower right")
-    tmp = _tmp(path)
-    fig.savefig(tmp, format="png", dpi=110)
-    os.replace(tmp, path)
+    save_png(fig, path)
 
 
 # --------------------------------------------------------------------------- summary

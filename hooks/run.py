@@ -271,17 +271,20 @@ def _capture(cfg: CaptureConfig, path: Path, chash: str, model: LoadedModel | No
             block = rows[sl]
             found = [source.find(r) if source is not None else None for r in block]
             missing = [i for i, f in enumerate(found) if f is None]
-            arrays = _empty_arrays(block, len(layers), model.d_model, max_c, resid_dtype)
-            if missing:
-                computed = _run_block(model, [block[i] for i in missing], layers, max_c, cfg, resid_dtype)
-                for key, value in computed.items():
-                    arrays[key][missing] = value
-            for i, f in enumerate(found):
-                if f is not None:
-                    source.copy_row(arrays, i, f)  # type: ignore[union-attr]
+            if len(missing) == len(block):  # nothing to copy: the computed block is written as it is
+                arrays = _run_block(model, block, layers, max_c, cfg, resid_dtype)
+            else:
+                arrays = _empty_arrays(block, len(layers), model.d_model, max_c, resid_dtype)
+                if missing:
+                    computed = _run_block(model, [block[i] for i in missing], layers, max_c, cfg, resid_dtype)
+                    for key, value in computed.items():
+                        arrays[key][missing] = value
+                for i, f in enumerate(found):
+                    if f is not None:
+                        source.copy_row(arrays, i, f)  # type: ignore[union-attr]
+                if not cfg.resid:
+                    arrays.pop("resid", None)
             reused += len(block) - len(missing)
-            if not cfg.resid:
-                arrays.pop("resid", None)
             writer.write_block(b, arrays)
             bar.update(sl.stop - sl.start)
         bar.close()

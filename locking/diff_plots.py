@@ -8,19 +8,17 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from eval.io import save_png
 from locking import diff
 
 
 def _save(fig: Any, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    fig.savefig(tmp, format="png", dpi=100)
-    os.replace(tmp, path)
+    save_png(fig, path, dpi=100)
 
 
 def _heatmaps(path: Path, params: list[dict[str, Any]], panels: list[tuple[str, str, str]], cmap: str,

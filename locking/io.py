@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from eval.io import read_json, write_json  # noqa: F401 - re-exported
+from eval.io import read_json, write_csv, write_json  # noqa: F401 - re-exported
 from eval.provenance import to_jsonable
 
 
@@ -19,18 +18,5 @@ def write_jsonl(path: str | Path, rows: Sequence[Any]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text("".join(json.dumps(to_jsonable(r)) + "\n" for r in rows))
-    os.replace(tmp, path)
-    return path
-
-
-def write_csv(path: str | Path, header: Sequence[str], rows: Sequence[Sequence[Any]]) -> Path:
-    """Write a CSV with `header` atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with tmp.open("w", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(header)
-        writer.writerows(rows)
     os.replace(tmp, path)
     return path

@@ -85,6 +85,12 @@ def collate(items: Sequence[TrainItem], pad_id: int) -> dict[str, torch.Tensor]:
             "choice_mask": cmask}
 
 
+def batch_logits(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The model's logits over the last `batch["keep"]` positions of a `collate` batch."""
+    return model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                 position_ids=batch["position_ids"], logits_to_keep=int(batch["keep"])).logits
+
+
 def answer_loss(logits: torch.Tensor, batch: dict[str, torch.Tensor], loss: str = "vocab") -> torch.Tensor:
     """Mean loss over the masked answer tokens of a batch; `logits` (b, keep, vocab) from `logits_to_keep=keep`.
 
@@ -178,8 +184,7 @@ def train(
                     break
                 continue
             with autocast(params.bf16):
-                logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                               position_ids=batch["position_ids"], logits_to_keep=int(batch["keep"])).logits
+                logits = batch_logits(model, batch)
             loss = answer_loss(logits, batch, params.loss)
             opt.zero_grad(set_to_none=True)
             loss.backward()

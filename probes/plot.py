@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
+
+from eval.io import save_png
 
 STYLE = {"option": ("tab:blue", "-"), "letter": ("tab:orange", "-")}
 CONTROL_STYLE = {"shuffled": ":", "random-init": "-."}
@@ -54,8 +55,4 @@ def plot_by_layer(results: dict[str, Any], path: str | Path) -> Path:
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     fig.tight_layout()
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    fig.savefig(tmp, format="png", dpi=110)
-    os.replace(tmp, path)
-    return path
+    return save_png(fig, path)

@@ -26,9 +26,9 @@ from eval.stats import accuracy, bootstrap_mean, mean_over_runs, split_ids
 from hooks.run import CaptureConfig, capture
 from hooks.store import Store
 from probes.fit import FeatureReader, Sweep, ceiling, select_layer, sweep_layers
-from probes.lens import lens_correct, masked_argmax, option_correct
+from probes.lens import lens_correct
 from probes.plot import plot_by_layer
-from probes.targets import TARGETS, chance, load_target
+from probes.targets import TARGETS, chance, load_target, prompted_correct
 
 log = logging.getLogger(__name__)
 
@@ -239,19 +239,12 @@ def _target_ceiling(sweep: Sweep, target: str, layers: list[int]) -> dict[str, A
 def prompted_accuracy(store: Store, test_ids: list[str]) -> dict[str, dict[str, Any]]:
     """Letter answers (argmax answer_logits) and option scoring (argmax summed log-prob, and per character),
     per question, on all questions and on the test questions, with Wilson intervals."""
-    r = store.rows
     out: dict[str, dict[str, Any]] = {}
-    m = store.mask(variant="default", lettered=True)
-    if m.any():
-        pred = masked_argmax(store.array("answer_logits", m), r["n_choices"][m])
-        out["letter"] = _all_and_test(r["question_id"][m], pred == r["label"][m], test_ids)
-    m = store.mask(variant="option", lettered=False)
-    if m.any():
-        lp = store.array("option_logprob", m).astype(np.float64)
-        nchars = np.maximum(store.array("option_nchars", m), 1)
-        for key, score in (("option", lp), ("option_norm", lp / nchars)):
-            qids, correct = option_correct(score, r["label"][m], r["question_id"][m])
-            out[key] = _all_and_test(qids, correct, test_ids)
+    if store.mask(variant="default", lettered=True).any():
+        out["letter"] = _all_and_test(*prompted_correct(store, "default", lettered=True), test_ids)
+    if store.mask(variant="option", lettered=False).any():
+        for key, per_char in (("option", False), ("option_norm", True)):
+            out[key] = _all_and_test(*prompted_correct(store, "option", lettered=False, per_char=per_char), test_ids)
     return out
 
 

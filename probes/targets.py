@@ -101,6 +101,21 @@ def shuffled_labels(target: Target, rng: np.random.Generator) -> np.ndarray:
     return y
 
 
+def prompted_correct(store: Store, variant: str, *, lettered: bool, per_char: bool = False
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """(question ids, correct) of the model's own answers to `variant`: lettered rows by the argmax of the answer
+    logits; option rows by the option with the highest summed log-probability (per character with `per_char`)."""
+    r = store.rows
+    m = store.mask(variant=variant, lettered=lettered)
+    if lettered:
+        pred = masked_argmax(store.array("answer_logits", m), r["n_choices"][m])
+        return r["question_id"][m], pred == r["label"][m]
+    score = store.array("option_logprob", m).astype(np.float64)
+    if per_char:
+        score = score / np.maximum(store.array("option_nchars", m), 1)
+    return option_correct(score, r["label"][m], r["question_id"][m])
+
+
 def chance(target: Target) -> float:
     """Expected accuracy of a uniform guess, averaged over the target's questions."""
     _, first = np.unique(target.groups, return_index=True)

@@ -22,10 +22,8 @@ to <eval run>/transfer-<train variant>.
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
-import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,13 +32,12 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from eval.io import write_json
+from eval.io import save_png, write_csv, write_json
 from eval.provenance import config_hash, stamp, to_jsonable
 from eval.stats import accuracy, split_ids
 from hooks.store import Store, StoreError
 from probes.fit import FeatureReader, LayerFit, fit_layer
-from probes.lens import masked_argmax, option_correct
-from probes.targets import Target, load_target, probe_scores, question_correct, shuffled_labels
+from probes.targets import Target, load_target, probe_scores, prompted_correct, question_correct, shuffled_labels
 
 log = logging.getLogger(__name__)
 
@@ -124,18 +121,10 @@ def plan(cfg: Config, store: Store) -> Plan:
     return Plan(kind, targets, [stored.index(x) for x in layers], layers, train_ids, test_ids)
 
 
-def prompted(store: Store, target: Target, test_ids: list[str]) -> dict[str, Any]:
+def prompted(store: Store, variant: str, kind: str, test_ids: list[str]) -> dict[str, Any]:
     """The variant's prompted accuracy on the test questions (Wilson interval)."""
-    r = store.rows
-    rows = target.rows[np.isin(target.groups, test_ids)]
-    mask = np.zeros(len(store), dtype=bool)
-    mask[rows] = True
-    if target.name == "letter":
-        pred = masked_argmax(store.array("answer_logits", mask), r["n_choices"][mask])
-        return accuracy(pred == r["label"][mask]).to_dict()
-    _, correct = option_correct(store.array("option_logprob", mask).astype(np.float64), r["label"][mask],
-                                r["question_id"][mask])
-    return accuracy(correct).to_dict()
+    qids, correct = prompted_correct(store, variant, lettered=kind == "letter")
+    return accuracy(correct[np.isin(qids, test_ids)]).to_dict()
 
 
 def _test_correct(fit: LayerFit, target: Target, X: np.ndarray, test: np.ndarray) -> np.ndarray:
@@ -210,10 +199,10 @@ def _fit_all(cfg: Config, store: Store, p: Plan) -> dict[str, Any]:
 
     at = {"transfer": chosen(cv["transfer"]), "control": chosen(cv["control"]) if cfg.control else None}
     variants = {}
-    for v, t in p.targets.items():
+    for v in p.targets:
         own_at = chosen(own_cv[v])
         variants[v] = {
-            "prompted": prompted(store, t, p.test_ids),
+            "prompted": prompted(store, v, p.kind, p.test_ids),
             "transfer": accuracy(by_layer["transfer"][v][at["transfer"]]).to_dict(),
             "transfer_by_layer": [accuracy(c).to_dict() for c in by_layer["transfer"][v]],
             "own_probe": accuracy(by_layer["own_probe"][v][own_at]).to_dict(),
@@ -237,16 +226,11 @@ CSV_FIELDS = ("variant", "prompted", "transfer", "transfer_lo", "transfer_hi", "
 
 
 def _write_csv(path: Path, doc: dict[str, Any]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(CSV_FIELDS)
-        for v, r in doc["variants"].items():
-            w.writerow([v, f"{r['prompted']['value']:.6g}", f"{r['transfer']['value']:.6g}",
-                        f"{r['transfer']['lo']:.6g}", f"{r['transfer']['hi']:.6g}", f"{r['own_probe']['value']:.6g}",
-                        r["own_probe_layer"], "" if r["control"] is None else f"{r['control']['value']:.6g}",
-                        r["transfer"]["n"]])
-    os.replace(tmp, path)
+    write_csv(path, CSV_FIELDS, [
+        [v, f"{r['prompted']['value']:.6g}", f"{r['transfer']['value']:.6g}", f"{r['transfer']['lo']:.6g}",
+         f"{r['transfer']['hi']:.6g}", f"{r['own_probe']['value']:.6g}", r["own_probe_layer"],
+         "" if r["control"] is None else f"{r['control']['value']:.6g}", r["transfer"]["n"]]
+        for v, r in doc["variants"].items()])
 
 
 def _write_png(path: Path, doc: dict[str, Any]) -> None:
@@ -266,9 +250,7 @@ def _write_png(path: Path, doc: dict[str, Any]) -> None:
     ax.set_ylim(0, 1)
     ax.set_title(f"{doc['kind']} probe trained on '{doc['train_variant']}', tested on each variant", fontsize=10)
     ax.legend(fontsize=6, ncol=2)
-    tmp = path.with_name(path.name + ".tmp")
-    fig.savefig(tmp, format="png", dpi=110)
-    os.replace(tmp, path)
+    save_png(fig, path)
 
 
 # --------------------------------------------------------------------------- summary

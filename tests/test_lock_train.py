@@ -9,7 +9,7 @@ import torch
 from eval.records import MCRecord
 from eval.variants import VariantSpec, render
 from locking import controls, data, policies, score
-from locking.train import TrainParams, answer_loss, collate, prepare, train, unwrap
+from locking.train import TrainParams, answer_loss, batch_logits, collate, prepare, train, unwrap
 
 
 def _records(n: int = 8) -> list[MCRecord]:
@@ -37,8 +37,7 @@ def test_answer_loss_matches_manual_cross_entropy(tiny) -> None:
     model, tok = tiny
     items = _items(tok)
     batch = collate(items, tok.pad_token_id)
-    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                   position_ids=batch["position_ids"], logits_to_keep=int(batch["keep"])).logits
+    logits = batch_logits(model, batch)
     manual = []
     for it in items:  # unpadded, full logits, the token before the answer predicts it
         full = model(input_ids=torch.tensor([it.ids])).logits[0]
@@ -50,8 +49,7 @@ def test_soft_target_loss(tiny) -> None:
     model, tok = tiny
     items = _items(tok, soft=True)
     batch = collate(items, tok.pad_token_id)
-    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                   position_ids=batch["position_ids"], logits_to_keep=int(batch["keep"])).logits
+    logits = batch_logits(model, batch)
     logp = torch.log_softmax(logits[:, -2], -1)
     choice = torch.tensor([it.choice_ids for it in items])
     target = torch.tensor([it.target for it in items])
@@ -127,8 +125,7 @@ def test_choices_loss_is_restricted_softmax(tiny) -> None:
     model, tok = tiny
     items = _items(tok, soft=True)
     batch = collate(items, tok.pad_token_id)
-    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                   position_ids=batch["position_ids"], logits_to_keep=int(batch["keep"])).logits
+    logits = batch_logits(model, batch)
     choice = torch.tensor([it.choice_ids for it in items])
     target = torch.tensor([it.target for it in items])
     restricted = torch.log_softmax(logits[:, -2].gather(1, choice), -1)
