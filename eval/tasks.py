@@ -147,12 +147,6 @@ def available_tasks() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def describe_tasks() -> dict[str, str]:
-    """Usage form -> one-line description, for help texts."""
-    _ensure_defaults()
-    return {e.usage: e.description for _, e in sorted(_REGISTRY.items())}
-
-
 def parse_task_name(name: str) -> tuple[str, str | None]:
     """Split "family:arg" into ("family", "arg"); ("family", None) without a colon."""
     family, sep, arg = name.strip().partition(":")

@@ -66,11 +66,6 @@ def correct(lp: np.ndarray, es: EvalSet) -> np.ndarray:
     return score.predictions(lp) == es.gold
 
 
-def as_policy(lp: np.ndarray, es: EvalSet) -> policies.Policy:
-    """The answer distributions behind `lp` as a policy over original choice indices."""
-    return policies.from_displayed(es.records, score.choice_probs(lp), es.spec)
-
-
 def policy_matrix(policy: policies.Policy, es: EvalSet) -> np.ndarray:
     """A policy's distributions over the DISPLAYED options of each record, nan-padded (n, choices)."""
     width = max((len(o) for o in es.orders), default=0)

@@ -182,13 +182,14 @@ def _fit_all(cfg: Config, store: Store, p: Plan) -> dict[str, Any]:
     for pos in tqdm(p.layer_pos, desc=f"transfer from {cfg.train_variant}", unit="layer"):
         X = {v: reader.layer(pos, t.rows) for v, t in p.targets.items()}
         kinds = [("transfer", None)] + ([("control", y_shuf)] if cfg.control else [])
+        fits = {}
         for kind, y in kinds:
-            fit = fit_layer(train_t, X[cfg.train_variant], tr_mask[cfg.train_variant], y_train=y)
+            fits[kind] = fit = fit_layer(train_t, X[cfg.train_variant], tr_mask[cfg.train_variant], y_train=y)
             cv[kind].append(fit.cv)
             for v, t in p.targets.items():
                 by_layer[kind][v].append(_test_correct(fit, t, X[v], te_mask[v]))
-        for v, t in p.targets.items():
-            own = fit_layer(t, X[v], tr_mask[v])
+        for v, t in p.targets.items():  # the train variant's own probe is the transfer probe itself
+            own = fits["transfer"] if v == cfg.train_variant else fit_layer(t, X[v], tr_mask[v])
             own_cv[v].append(own.cv)
             by_layer["own_probe"][v].append(own.test_correct)
 
