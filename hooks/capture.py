@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from jaxtyping import Float, Int
 
+from hooks.hf_compat import cache_kwargs, output_cache
 from hooks.models import LoadedModel
 
 
@@ -63,6 +64,7 @@ def hooked_forward(
     """
     bridge = model.bridge
     input_ids, attention_mask = pad_left(seqs, model.tokenizer.pad_token_id)
+    input_ids, attention_mask = input_ids.to(model.device), attention_mask.to(model.device)
     names = resid_hook_names(model.n_layers, layers)
     grabbed: dict[int, torch.Tensor] = {}
 
@@ -97,30 +99,55 @@ def hooked_forward(
     return BatchOut(resid=resid, last_logits=last, logprob_sum=logprob)
 
 
+def position_ids(mask: Int[torch.Tensor, "b t"]) -> Int[torch.Tensor, "b t"]:
+    """Positions of left- or right-padded rows: 0 at each row's first real token (padding gets 0 too)."""
+    return (mask.long().cumsum(dim=1) - 1).clamp(min=0)
+
+
 @torch.no_grad()
 def hooked_forward_shared_prefix(
-    model: LoadedModel, prefix: Sequence[int], conts: Sequence[Sequence[int]], *, layers: Sequence[int]
+    model: LoadedModel,
+    groups: Sequence[tuple[Sequence[int], Sequence[Sequence[int]]]],
+    *,
+    layers: Sequence[int],
 ) -> BatchOut:
-    """Option rows of one question: the prefix runs once (its KV cache is reused), then every continuation.
+    """Option rows of many questions: each question's prefix runs once, its KV cache is reused by its options.
 
-    Equals `hooked_forward` on the joined sequences (a test checks it) at about a quarter of the prefix cost.
-    The prefix is one unpadded row: batching left-padded prefixes through a cache shifted the results.
+    `groups` holds (prefix ids, [continuation ids, ...]) per question. The prefixes run as one left-padded batch
+    with explicit position ids; the cache row of each prefix is then selected once per continuation, and the
+    continuations run as one right-padded batch whose positions continue from their prefix's length and whose
+    attention mask spans prefix and continuation. Rows come back in group order, continuations in the order
+    given. Equals `hooked_forward` on the joined sequences (tests check it on the tiny model and SmolLM2).
     Residuals are taken at each continuation's last token, log-probs summed over its tokens.
     """
-    n = len(conts)
-    with torch.no_grad():
-        first = model.hf_model(input_ids=torch.tensor([list(prefix)]), use_cache=True, logits_to_keep=1)
-    cache = first.past_key_values
-    cache.batch_repeat_interleave(n)
-    width = max(len(c) for c in conts)
-    ids = torch.full((n, width), model.tokenizer.pad_token_id, dtype=torch.long)
-    mask = torch.zeros((n, len(prefix) + width), dtype=torch.long)
-    mask[:, : len(prefix)] = 1
+    if not groups:
+        raise ValueError("hooked_forward_shared_prefix: no groups")
+    pad = model.tokenizer.pad_token_id
+    hf = model.hf_model
+    device = model.device
+    prefixes = [list(p) for p, _ in groups]
+    if any(not p for p in prefixes) or any(not c for _, cs in groups for c in cs):
+        raise ValueError("hooked_forward_shared_prefix: empty prefix or continuation")
+    p_ids, p_mask = pad_left(prefixes, pad)
+    p_ids, p_mask = p_ids.to(device), p_mask.to(device)
+    first = hf(input_ids=p_ids, attention_mask=p_mask, position_ids=position_ids(p_mask), use_cache=True,
+               logits_to_keep=1)
+    cache = output_cache(first)
+    owner = torch.tensor([g for g, (_, cs) in enumerate(groups) for _ in cs], device=device)
+    cache.batch_select_indices(owner)
+    conts = [list(c) for _, cs in groups for c in cs]
+    n, width = len(conts), max(len(c) for c in conts)
+    ids = torch.full((n, width), pad, dtype=torch.long)
+    c_mask = torch.zeros((n, width), dtype=torch.long)
     for i, c in enumerate(conts):
-        ids[i, : len(c)] = torch.tensor(list(c), dtype=torch.long)
-        mask[i, len(prefix) : len(prefix) + len(c)] = 1
-    last = torch.tensor([len(c) - 1 for c in conts])
-    rows = torch.arange(n)
+        ids[i, : len(c)] = torch.tensor(c, dtype=torch.long)
+        c_mask[i, : len(c)] = 1
+    ids, c_mask = ids.to(device), c_mask.to(device)
+    prefix_len = p_mask.sum(dim=1)[owner]
+    positions = prefix_len[:, None] + torch.arange(width, device=device)[None, :]
+    mask = torch.cat([p_mask[owner], c_mask], dim=1)
+    last = torch.tensor([len(c) - 1 for c in conts], device=device)
+    rows = torch.arange(n, device=device)
     names = resid_hook_names(model.n_layers, layers)
     grabbed: dict[int, torch.Tensor] = {}
 
@@ -132,11 +159,11 @@ def hooked_forward_shared_prefix(
         return hook_fn
 
     with model.bridge.hooks(fwd_hooks=[(name, make_hook(i)) for i, name in enumerate(names)]):
-        logits = model.bridge(ids, attention_mask=mask, past_key_values=cache)
+        logits = model.bridge(ids, attention_mask=mask, position_ids=positions, **cache_kwargs(hf, cache))
     # token k of a continuation is predicted by the prefix's last position (k = 0) or continuation position k-1
-    preds = torch.cat([first.logits[:, -1:, :].float().expand(n, -1, -1), logits[:, :-1, :].float()], dim=1)
+    preds = torch.cat([first.logits[owner][:, -1:, :].float(), logits[:, :-1, :].float()], dim=1)
     logp = preds.gather(2, ids[:, :, None])[:, :, 0] - torch.logsumexp(preds, dim=-1)
-    logprob = (logp * mask[:, len(prefix) :]).sum(dim=1)
+    logprob = (logp * c_mask).sum(dim=1).cpu()
     resid = torch.stack([grabbed[i] for i in range(len(names))], dim=1)
     return BatchOut(resid=resid, last_logits=torch.empty(n, 1, 0), logprob_sum=logprob)
 

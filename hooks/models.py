@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from hooks import tiny
+from hooks import hf_compat, tiny
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +73,11 @@ class LoadedModel:
     @property
     def d_model(self) -> int:
         return int(self.bridge.cfg.d_model)
+
+    @property
+    def device(self) -> torch.device:
+        """Where the model's inputs go (the device of its input embedding)."""
+        return self.hf_model.get_input_embeddings().weight.device
 
     def chat_template(self) -> Callable[[list[dict[str, str]]], str] | None:
         """The tokenizer's chat template as a function of messages, or None if the model has none."""
@@ -231,6 +236,7 @@ def wrap(hf: Any, tok: Any, *, name: str, source: str, path: str | None, random_
     clean_state = hf.state_dict()  # tensors share storage with the parameters, so they follow training
     boot_name = path if path is not None else name
     bridge = TransformerBridge.boot_transformers(boot_name, hf_model=hf, tokenizer=tok, device=str(hf.device))
+    hf_compat.patch_bridge_cache(bridge)  # the KV cache reaches attention on every allowed transformers release
     return LoadedModel(
         name=name,
         bridge=bridge,

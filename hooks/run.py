@@ -32,11 +32,6 @@ from hooks.store import Store, StoreWriter
 
 log = logging.getLogger(__name__)
 
-# Option rows of one question share a cached prefix pass when that saves at least this many prefix tokens;
-# shorter prefixes are cheaper as plain rows batched across questions (one unbatched pass has fixed overhead).
-SHARED_PREFIX_MIN_SAVED = 96
-
-
 @dataclass(frozen=True)
 class CaptureConfig:
     """One capture run: which model, task, split and prompt variants, and what to keep."""
@@ -188,6 +183,29 @@ def _blocks(rows: Sequence[Row], batch_size: int, max_batch_tokens: int) -> list
         stop = start + 1
         while stop < len(rows) and stop - start < batch_size and (stop + 1 - start) * len(rows[stop].ids) <= max_batch_tokens:
             stop += 1
+        out.append((start, stop))
+        start = stop
+    return out
+
+
+def _prefix_batches(rows: Sequence[Row], groups: Sequence[tuple[int, int]], batch_size: int,
+                    max_batch_tokens: int) -> list[tuple[int, int]]:
+    """Contiguous (start, stop) runs of option groups (questions) that share one batched prefix pass: at most
+    `batch_size` option rows, and padded prefix tokens plus padded continuation tokens within `max_batch_tokens`
+    (at least one question per run)."""
+    out: list[tuple[int, int]] = []
+    start = 0
+    while start < len(groups):
+        stop, n_rows, p_max, c_max = start, 0, 0, 0
+        while stop < len(groups):
+            g0, g1 = groups[stop]
+            part = rows[g0:g1]
+            p = max(p_max, len(part[0].ids) - part[0].n_cont)
+            c = max(c_max, *(r.n_cont for r in part))
+            r = n_rows + len(part)
+            if stop > start and (r > batch_size or (stop + 1 - start) * p + r * c > max_batch_tokens):
+                break
+            stop, n_rows, p_max, c_max = stop + 1, r, p, c
         out.append((start, stop))
         start = stop
     return out
@@ -393,25 +411,17 @@ def _run_block(model: LoadedModel, rows: Sequence[Row], layers: list[int], max_c
         out["answer_logits"][start:stop] = cap.to_numpy(res.last_logits[:, 0])
         out["lens_logits"][start:stop] = cap.to_numpy(cap.logit_lens(model, res.resid, choice))
     offset = len(lettered_rows)
-    short: list[int] = []  # option rows whose prefix is too short for a separate cached pass to pay off
-    for start, stop in _option_groups(rows[offset:]):
-        part = rows[offset + start : offset + stop]
-        prefix = part[0].ids[: len(part[0].ids) - part[0].n_cont]
-        if len(prefix) * (len(part) - 1) < SHARED_PREFIX_MIN_SAVED:
-            short.extend(range(offset + start, offset + stop))
-            continue
-        conts = [r.ids[len(r.ids) - r.n_cont :] for r in part]
-        res = cap.hooked_forward_shared_prefix(model, prefix, conts, layers=layers)
-        sl = slice(offset + start, offset + stop)
+    groups = _option_groups(rows[offset:])
+    for g0, g1 in _prefix_batches(rows[offset:], groups, cfg.batch_size, cfg.max_batch_tokens):
+        batch = []
+        for start, stop in groups[g0:g1]:
+            part = rows[offset + start : offset + stop]
+            prefix = part[0].ids[: len(part[0].ids) - part[0].n_cont]
+            batch.append((prefix, [r.ids[len(r.ids) - r.n_cont :] for r in part]))
+        res = cap.hooked_forward_shared_prefix(model, batch, layers=layers)
+        sl = slice(offset + groups[g0][0], offset + groups[g1 - 1][1])
         out["resid"][sl] = cap.to_numpy(res.resid).astype(resid_dtype)
         out["option_logprob"][sl] = cap.to_numpy(res.logprob_sum)
-    short_rows = [rows[i] for i in short]
-    for start, stop in _blocks(short_rows, cfg.batch_size, cfg.max_batch_tokens):
-        part = short_rows[start:stop]
-        res = cap.hooked_forward(model, [r.ids for r in part], layers=layers, n_cont=[r.n_cont for r in part])
-        idx = np.array(short[start:stop])
-        out["resid"][idx] = cap.to_numpy(res.resid).astype(resid_dtype)
-        out["option_logprob"][idx] = cap.to_numpy(res.logprob_sum)
     if not cfg.resid:
         del out["resid"]
     return out

@@ -68,11 +68,21 @@ def test_bad_layer_is_named():
 
 
 def test_shared_prefix_pass_equals_full_sequences(tiny_model):
+    """Several questions with prefixes of different lengths in one batch: left-padded prefixes through the KV
+    cache, explicit positions, right-padded continuations of different lengths."""
     tok = tiny_model.tokenizer
-    prefix = tok("What is the capital of France?\nAnswer:").input_ids
-    conts = [tok(t, add_special_tokens=False).input_ids for t in [" Paris", " Rome is big", " no"]]
+    groups = [
+        (tok("What is the capital of France?\nAnswer:").input_ids,
+         [tok(t, add_special_tokens=False).input_ids for t in [" Paris", " Rome is big", " no"]]),
+        (tok("Q: 2 + 3 =").input_ids, [tok(t, add_special_tokens=False).input_ids for t in [" 5", " 6 or 7"]]),
+        (tok("Which is the largest number of the following four, a question with a longer prefix?").input_ids,
+         [tok(t, add_special_tokens=False).input_ids for t in [" 12", " 3", " 100", " one hundred and one"]]),
+    ]
     layers = list(range(tiny_model.n_layers + 1))
-    full = cap.hooked_forward(tiny_model, [prefix + c for c in conts], layers=layers, n_cont=[len(c) for c in conts])
-    shared = cap.hooked_forward_shared_prefix(tiny_model, prefix, conts, layers=layers)
+    seqs = [list(p) + list(c) for p, cs in groups for c in cs]
+    full = cap.hooked_forward(tiny_model, seqs, layers=layers, n_cont=[len(c) for _, cs in groups for c in cs])
+    shared = cap.hooked_forward_shared_prefix(tiny_model, groups, layers=layers)
     assert torch.allclose(shared.resid, full.resid, atol=1e-4, rtol=1e-4)
     assert torch.allclose(shared.logprob_sum, full.logprob_sum, atol=1e-4, rtol=1e-5)
+    one = cap.hooked_forward_shared_prefix(tiny_model, groups[:1], layers=layers)  # one question alone
+    assert torch.allclose(one.logprob_sum, full.logprob_sum[:3], atol=1e-4, rtol=1e-5)

@@ -97,15 +97,30 @@ def test_fields_added_with_hash_if_set_keep_old_hashes():
     assert config_hash(dataclasses.replace(CFG, generations="g.jsonl")) != config_hash(CFG)
 
 
-def test_shared_prefix_and_batched_option_paths_agree(tiny_model, tmp_path, monkeypatch):
-    monkeypatch.setattr(run_mod, "SHARED_PREFIX_MIN_SAVED", 10**9)  # every option row batched as full sequences
-    batched = capture(CFG, tmp_path / "batched.h5", model=tiny_model)
-    monkeypatch.setattr(run_mod, "SHARED_PREFIX_MIN_SAVED", 0)  # every question's options share a prefix pass
-    shared = capture(CFG, tmp_path / "shared.h5", model=tiny_model)
-    with Store(batched) as a, Store(shared) as b:
-        opt = ~a.mask(lettered=True)
-        np.testing.assert_allclose(a.array("option_logprob", opt), b.array("option_logprob", opt), rtol=1e-4, atol=1e-4)
-        np.testing.assert_allclose(a.file["resid"][:], b.file["resid"][:], rtol=1e-2, atol=1e-2)  # float16 store
+def test_option_rows_equal_whole_sequences_at_any_batch_size(tiny_model, tmp_path):
+    """The capture's batched shared-prefix option rows equal each row run whole and alone, whether a batch
+    holds one question or several (padding of prefixes and continuations differs)."""
+    import dataclasses
+
+    from hooks import capture as cap
+
+    one = capture(dataclasses.replace(CFG, batch_size=1), tmp_path / "one.h5", model=tiny_model)
+    many = capture(dataclasses.replace(CFG, batch_size=16), tmp_path / "many.h5", model=tiny_model)
+    plan = sorted(run_mod.plan_rows(tiny_model, run_mod.tasks.load_task(run_mod.tasks.TaskSpec(CFG.task, CFG.split),
+                                                                        n=CFG.n, seed=CFG.seed),
+                                    run_mod.variants.variant_set(",".join(CFG.variants)), [], CFG.seed),
+                  key=run_mod._row_order)
+    opt_rows = [r for r in plan if r.option_index >= 0]
+    layers = list(range(tiny_model.n_layers + 1))
+    whole = [cap.hooked_forward(tiny_model, [r.ids], layers=layers, n_cont=[r.n_cont]) for r in opt_rows]
+    ref_lp = np.array([w.logprob_sum[0].item() for w in whole])
+    ref_resid = np.stack([w.resid[0].numpy() for w in whole])
+    for path in (one, many):
+        with Store(path) as s:
+            opt = ~s.mask(lettered=True)
+            assert opt.sum() == len(opt_rows)
+            np.testing.assert_allclose(s.array("option_logprob", opt), ref_lp, rtol=1e-4, atol=1e-4)
+            np.testing.assert_allclose(s.file["resid"][:][opt], ref_resid, rtol=1e-2, atol=1e-2)  # float16 store
 
 
 def test_a_store_with_fewer_variants_supplies_its_rows(tiny_model, tmp_path, monkeypatch):
