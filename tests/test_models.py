@@ -8,6 +8,7 @@ import torch
 from hooks.models import ModelError, available_models, load_hf, load_model, weight_hash
 
 
+@pytest.mark.numerics
 def test_bridge_logits_equal_hf_logits(tiny_model):
     tok = tiny_model.tokenizer
     enc = tok(["What is the capital of France?", "Answer: A"], return_tensors="pt", padding=True)
@@ -63,16 +64,6 @@ def test_weight_hash_sees_a_single_changed_value(tiny_model):
     with torch.no_grad():
         next(model.parameters()).view(-1)[0] += 1e-3
     assert weight_hash(model) != before
-
-
-@pytest.mark.slow
-def test_embedded_smollm2_bridge_equals_hf():
-    model = load_model("smollm2-135m-instruct")
-    enc = model.tokenizer(["The capital of France is", "2 + 2 ="], return_tensors="pt", padding=True)
-    with torch.no_grad():
-        bridge = model.bridge(enc.input_ids, attention_mask=enc.attention_mask)
-        hf = model.hf_model(**enc).logits
-    assert (bridge - hf).abs().max() < 1e-3
 
 
 def test_wrapped_model_saves_as_plain_checkpoint(tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from hooks.run import CaptureConfig, capture
 from hooks.store import Store
@@ -34,6 +35,7 @@ def test_lens_correct_per_layer():
     assert lens_correct(lens, labels, n_choices).tolist() == [[True, True, True], [False, False, True]]
 
 
+@pytest.mark.numerics
 def test_lens_last_layer_is_the_models_answer_logits(tiny_model, tmp_path):
     cfg = CaptureConfig(model="tiny-llama", task="capitals", n=16, variants=("default",), batch_size=8)
     with Store(capture(cfg, tmp_path / "a.h5", model=tiny_model)) as s:

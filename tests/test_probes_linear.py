@@ -21,6 +21,7 @@ def _data(n: int = 240, d: int = 12, k: int = 2, seed: int = 0) -> tuple[np.ndar
 
 
 @pytest.mark.parametrize("k", [2, 4])
+@pytest.mark.numerics
 def test_matches_sklearn_pipeline(k):
     X, y, groups = _data(k=k)
     probe = LinearProbe(Cs=(0.3,)).fit(X, y, groups)
@@ -31,6 +32,7 @@ def test_matches_sklearn_pipeline(k):
     assert probe.score(X, y) == pytest.approx(ref.score(X, y))
 
 
+@pytest.mark.numerics
 def test_chosen_C_refit_matches_sklearn_and_cv_uses_whole_groups():
     X, y, groups = _data(k=3, seed=1)
     seen = []

@@ -97,6 +97,7 @@ def test_fields_added_with_hash_if_set_keep_old_hashes():
     assert config_hash(dataclasses.replace(CFG, generations="g.jsonl")) != config_hash(CFG)
 
 
+@pytest.mark.numerics
 def test_option_rows_equal_whole_sequences_at_any_batch_size(tiny_model, tmp_path):
     """The capture's batched shared-prefix option rows equal each row run whole and alone, whether a batch
     holds one question or several (padding of prefixes and continuations differs)."""
