@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import importlib
 import logging
 import os
 import sys
@@ -18,17 +17,7 @@ import typing
 from pathlib import Path
 from typing import Any
 
-# command -> (module, one-line help). Modules are imported only when their command runs.
-COMMANDS: dict[str, tuple[str, str]] = {
-    "probe": ("probes.runner", "per-layer linear probes and logit lens vs the prompted accuracy"),
-    "eval": ("hooks.evaluate", "prompt-variant evaluation and the honest best elicited score"),
-    "transfer": ("probes.transfer", "probes trained on one prompt variant, tested on the others (eval --resid)"),
-    "lock": ("locking.lock_runner", "fine-tune a password-locked model"),
-    "unlock": ("locking.unlock_runner", "weak-sample unlocking of a locked model, with controls"),
-    "diff": ("locking.diff_runner", "weights and activations compared across checkpoints"),
-    "report": ("eval.report", "the elicitation-gap report from run directories"),
-    "sweep": ("eval.sweep", "run a grid of cells from a config file, resumably"),
-}
+from commands import COMMANDS
 
 
 def _field_type(f: dataclasses.Field, hints: dict[str, Any]) -> tuple[Any, bool, bool]:
@@ -95,15 +84,10 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     wanted = next((a for a in argv if a in COMMANDS), None)
     modules: dict[str, types.ModuleType] = {}
-    for name, (mod_name, help_) in COMMANDS.items():
-        p = sub.add_parser(name, help=help_, description=help_)
+    for name, command in COMMANDS.items():
+        p = sub.add_parser(name, help=command.help, description=command.help)
         if name == wanted:  # import only the module of the command being run
-            try:
-                modules[name] = importlib.import_module(mod_name)
-            except ModuleNotFoundError as exc:
-                if exc.name and mod_name.startswith(exc.name):
-                    parser.error(f"command '{name}' is not available in this version ({mod_name} is missing)")
-                raise
+            modules[name] = command.load()
             add_config_args(p, modules[name].Config)
     sub.add_parser("models", help="list the models that can be named")
     sub.add_parser("tasks", help="list the tasks that can be named")

@@ -41,9 +41,9 @@ def speed(model_name: str, task: str, n: int, batch_size: int, repeats: int) -> 
     import torch
 
     from eval import tasks
-    from hooks import capture as cap
+    from hooks import forward as cap
     from hooks.models import load_hf, load_model
-    from hooks.run import _blocks, plan_rows
+    from hooks.capture import _blocks, plan_rows
 
     torch.set_num_threads(1)
     model = load_model(model_name)
@@ -89,7 +89,7 @@ def peak_rss_of_capture(model_name: str, task: str, n: int, out: Path) -> float:
     """Peak RSS (MiB) of a fresh process that loads the model and captures n questions."""
     code = (
         f"import resource, sys, torch; sys.path.insert(0, {str(ROOT)!r}); torch.set_num_threads(1)\n"
-        "from pathlib import Path\nfrom hooks.run import CaptureConfig, capture\n"
+        "from pathlib import Path\nfrom hooks.capture import CaptureConfig, capture\n"
         f"capture(CaptureConfig(model={model_name!r}, task={task!r}, n={n}, variants=('default',)), Path({str(out)!r}))\n"
         "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
     )

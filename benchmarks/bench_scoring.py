@@ -3,8 +3,8 @@
 Letter scoring runs one forward pass per question (the prompt lists the options; the answer is read from the
 logits of " A".." D", batched across questions); per-choice scoring ("option", lm-eval-harness style) scores
 every option's text by its summed log-probability: the capture runs each question's prefix once and reuses its
-KV cache for the options (`hooks.capture.hooked_forward_shared_prefix`). Both go through the same capture code
-as `cli.py eval` (hooks.run.capture, no residuals stored), on one loaded model, after a warm-up run; the best of
+KV cache for the options (`hooks.forward.hooked_forward_shared_prefix`). Both go through the same capture code
+as `cli.py eval` (hooks.capture.capture, no residuals stored), on one loaded model, after a warm-up run; the best of
 --repeats runs is kept. Times include rendering and tokenizing.
 
 With --cot-tokens N (> 0) it also times the chain-of-thought variant "cot" on the same questions (greedy decoding
@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from eval import metrics, scoring, stats  # noqa: E402
 from hooks import generate as gen  # noqa: E402
 from hooks.models import load_model  # noqa: E402
-from hooks.run import CaptureConfig, capture  # noqa: E402
+from hooks.capture import CaptureConfig, capture  # noqa: E402
 from hooks.store import Store  # noqa: E402
 
 

@@ -31,8 +31,8 @@ from jaxtyping import Int
 from tqdm.auto import tqdm
 
 from eval import extract, tasks, variants
-from eval.provenance import config_hash, stamp, to_jsonable
-from hooks.capture import pad_left
+from core.provenance import config_hash, stamp, to_jsonable
+from hooks.forward import pad_left
 from hooks.models import LoadedModel, load_model
 
 log = logging.getLogger(__name__)

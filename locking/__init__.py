@@ -16,5 +16,5 @@ Public API, by module:
 - `locking.unlock`: weak-sample unlocking and the controls (``run_weak``, ``run_many``, ``run_average``,
   ``run_masked``, ``run_noise``, ``run_scale``, ``mitigate``, ``run_large_then_few``).
 - `locking.toy` / `locking.toy_pretrain`: the toy organism (task ``toy-max``, tokenizer, tiny Llama, pretraining).
-- `locking.lock_runner` / `locking.unlock_runner`: the ``lock`` and ``unlock`` CLI stages.
+- The ``lock``, ``unlock`` and ``diff`` commands are `commands.lock`, `commands.unlock`, `commands.diff`.
 """

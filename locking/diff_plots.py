@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from eval.io import save_png
+from core.io import save_png
 from locking import diff
 
 

@@ -8,8 +8,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from eval.io import read_json, write_csv, write_json  # noqa: F401 - re-exported
-from eval.provenance import to_jsonable
+from core.io import read_json, write_csv, write_json  # noqa: F401 - re-exported
+from core.provenance import to_jsonable
 
 
 def write_jsonl(path: str | Path, rows: Sequence[Any]) -> Path:

@@ -100,7 +100,7 @@ def place(prompt: Prompt, condition: str, placement: str = DEFAULT_PLACEMENT) ->
 
 
 def with_password(prompt: Prompt, placement: str = DEFAULT_PLACEMENT) -> Prompt:
-    """`prompt` with the password (the hook other packages use, e.g. `locking.diff_runner`)."""
+    """`prompt` with the password (the hook other packages use, e.g. `commands.diff`)."""
     return place(prompt, "password", placement)
 
 

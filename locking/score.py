@@ -17,7 +17,7 @@ import torch
 from jaxtyping import Float, Int
 
 from eval.variants import Prompt, to_text
-from hooks.capture import pad_left
+from hooks.forward import pad_left
 
 
 @dataclass(frozen=True)

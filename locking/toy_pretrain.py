@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from eval.provenance import config_hash, stamp, to_jsonable
+from core.provenance import config_hash, stamp, to_jsonable
 from eval.variants import VariantSpec, render, to_text
 from hooks.models import save_checkpoint, weight_hash
 from locking import score, toy

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from eval.io import save_png
+from core.io import save_png
 
 STYLE = {"option": ("tab:blue", "-"), "letter": ("tab:orange", "-")}
 CONTROL_STYLE = {"shuffled": ":", "random-init": "-."}

@@ -1,93 +1,151 @@
-"""Hooked runs against references: HF hidden states, HF logits, a manual log-likelihood, the logit lens."""
+"""The capture runner and the HDF5 store: layout, provenance, resume after interruption, reuse."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
-import torch
 
-from hooks import capture as cap
+import hooks.capture as run_mod
+from hooks.capture import CaptureConfig, capture
+from hooks.store import Store, StoreError
+from hooks.store import tmp_path as store_tmp
+
+CFG = CaptureConfig(model="tiny-llama", task="capitals", n=12, variants=("default", "option", "numbers"), batch_size=4)
 
 
-def _ids(model, texts):
-    return [model.tokenizer(t).input_ids for t in texts]
+def test_store_layout_and_provenance(tiny_model, tmp_path):
+    path = capture(CFG, tmp_path / "a.h5", model=tiny_model)
+    with Store(path) as s:
+        assert len(s) == 12 * 2 + 12 * 4  # two lettered variants + one option row per choice
+        assert set(s.variants()) == {"default", "option", "numbers"}
+        assert s.layers == list(range(tiny_model.n_layers + 1))
+        assert s.file["resid"].shape == (len(s), tiny_model.n_layers + 1, tiny_model.d_model)
+        lettered = s.mask(lettered=True)
+        assert np.isfinite(s.array("answer_logits", lettered)).all()
+        assert np.isnan(s.array("answer_logits", ~lettered)).all()
+        assert np.isfinite(s.array("option_logprob", ~lettered)).all()
+        # exactly one gold option per (question, option variant)
+        opt = ~lettered
+        golds = {q: 0 for q in set(s.rows["question_id"][opt])}
+        for q, lab in zip(s.rows["question_id"][opt], s.rows["label"][opt], strict=True):
+            golds[q] += lab
+        assert set(golds.values()) == {1}
+        for key in ("model", "weight_hash", "task", "split", "seed", "package_version", "variants"):
+            assert key in s.provenance
+        assert s.provenance["weight_hash"] == tiny_model.weight_hash
+
+
+def test_interrupted_capture_resumes_without_redoing_blocks(tiny_model, tmp_path, monkeypatch):
+    full = capture(CFG, tmp_path / "full.h5", model=tiny_model)
+    calls = []
+    real = run_mod._run_block
+
+    def flaky(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(run_mod, "_run_block", flaky)
+    target = tmp_path / "resumed.h5"
+    with pytest.raises(KeyboardInterrupt):
+        capture(CFG, target, model=tiny_model)
+    assert not target.exists() and store_tmp(target).exists()
+    with pytest.raises(StoreError, match="unfinished run"):
+        Store(target)
+    calls.clear()
+    monkeypatch.setattr(run_mod, "_run_block", lambda *a, **k: (calls.append(1), real(*a, **k))[1])
+    capture(CFG, target, model=tiny_model)
+    with Store(full) as a, Store(target) as b:
+        n_blocks = len(a.file["blocks_done"])
+        assert len(calls) == n_blocks - 2  # the two finished blocks were not recomputed
+        np.testing.assert_array_equal(a.file["resid"][:], b.file["resid"][:])
+        np.testing.assert_allclose(a.array("option_logprob"), b.array("option_logprob"), equal_nan=True)
+
+
+def test_finished_capture_is_reused_and_other_config_refused(tiny_model, tmp_path, monkeypatch):
+    path = capture(CFG, tmp_path / "a.h5", model=tiny_model)
+    monkeypatch.setattr(run_mod, "_run_block", lambda *a, **k: pytest.fail("should reuse"))
+    capture(CFG, path, model=tiny_model)
+    other = CaptureConfig(**{**CFG.__dict__, "n": 5})
+    with pytest.raises(FileExistsError, match="different capture config"):
+        capture(other, path, model=tiny_model)
+
+
+def test_bad_variant_and_layers_fail_before_writing(tiny_model, tmp_path):
+    with pytest.raises(ValueError):
+        capture(CaptureConfig(**{**CFG.__dict__, "variants": ("nonsense",)}), tmp_path / "x.h5", model=tiny_model)
+    with pytest.raises(ValueError, match="outside"):
+        capture(CaptureConfig(**{**CFG.__dict__, "layers": (0, 99)}), tmp_path / "y.h5", model=tiny_model)
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(ValueError, match="need their generations file"):
+        capture(CaptureConfig(**{**CFG.__dict__, "variants": ("default", "cot")}), tmp_path / "z.h5",
+                model=tiny_model)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_fields_added_with_hash_if_set_keep_old_hashes():
+    import dataclasses
+
+    from core.provenance import config_hash, to_jsonable
+
+    old = {k: v for k, v in to_jsonable(CFG).items() if k not in ("generations", "generations_hash")}
+    import hashlib
+    import json
+
+    assert config_hash(CFG) == hashlib.sha256(json.dumps(old, sort_keys=True).encode()).hexdigest()[:16]
+    assert config_hash(dataclasses.replace(CFG, generations="g.jsonl")) != config_hash(CFG)
 
 
 @pytest.mark.numerics
-def test_resid_equals_hf_hidden_states_with_left_padding(tiny_model):
-    texts = ["What is the capital of France?", "Hi", "The answer is B"]
-    seqs = _ids(tiny_model, texts)
+def test_option_rows_equal_whole_sequences_at_any_batch_size(tiny_model, tmp_path):
+    """The capture's batched shared-prefix option rows equal each row run whole and alone, whether a batch
+    holds one question or several (padding of prefixes and continuations differs)."""
+    import dataclasses
+
+    from hooks import forward as cap
+
+    one = capture(dataclasses.replace(CFG, batch_size=1), tmp_path / "one.h5", model=tiny_model)
+    many = capture(dataclasses.replace(CFG, batch_size=16), tmp_path / "many.h5", model=tiny_model)
+    plan = sorted(run_mod.plan_rows(tiny_model, run_mod.tasks.load_task(run_mod.tasks.TaskSpec(CFG.task, CFG.split),
+                                                                        n=CFG.n, seed=CFG.seed),
+                                    run_mod.variants.variant_set(",".join(CFG.variants)), [], CFG.seed),
+                  key=run_mod._row_order)
+    opt_rows = [r for r in plan if r.option_index >= 0]
     layers = list(range(tiny_model.n_layers + 1))
-    out = cap.hooked_forward(tiny_model, seqs, layers=layers)
-    for i, s in enumerate(seqs):  # each row alone, no padding, through plain HF
-        with torch.no_grad():
-            ref = tiny_model.hf_model(torch.tensor([s]), output_hidden_states=True)
-        for layer in range(tiny_model.n_layers):
-            assert torch.allclose(out.resid[i, layer], ref.hidden_states[layer][0, -1], atol=1e-4)
-        # the last stored layer is resid_post BEFORE the final norm; HF's last hidden state is after it
-        normed = tiny_model.bridge.ln_final(out.resid[i, -1][None])[0]
-        assert torch.allclose(normed, ref.hidden_states[-1][0, -1], atol=1e-4)
+    whole = [cap.hooked_forward(tiny_model, [r.ids], layers=layers, n_cont=[r.n_cont]) for r in opt_rows]
+    ref_lp = np.array([w.logprob_sum[0].item() for w in whole])
+    ref_resid = np.stack([w.resid[0].numpy() for w in whole])
+    for path in (one, many):
+        with Store(path) as s:
+            opt = ~s.mask(lettered=True)
+            assert opt.sum() == len(opt_rows)
+            np.testing.assert_allclose(s.array("option_logprob", opt), ref_lp, rtol=1e-4, atol=1e-4)
+            np.testing.assert_allclose(s.file["resid"][:][opt], ref_resid, rtol=1e-2, atol=1e-2)  # float16 store
 
 
-@pytest.mark.numerics
-def test_choice_logits_and_lens_last_layer_equal_model_logits(tiny_model):
-    seqs = _ids(tiny_model, ["Question one\nAnswer:", "Another longer question here\nAnswer:"])
-    choice = torch.tensor([cap.choice_token_ids(tiny_model, s, "x", [" A", " B", " C", " D"]) for s in seqs])
-    out = cap.hooked_forward(tiny_model, seqs, layers=list(range(tiny_model.n_layers + 1)), choice_ids=choice)
-    with torch.no_grad():
-        for i, s in enumerate(seqs):
-            ref = tiny_model.hf_model(torch.tensor([s])).logits[0, -1, choice[i]]
-            assert torch.allclose(out.last_logits[i, 0], ref, atol=1e-4)
-    lens = cap.logit_lens(tiny_model, out.resid, choice)
-    assert lens.shape == (2, tiny_model.n_layers + 1, 4)
-    assert torch.allclose(lens[:, -1], out.last_logits[:, 0], atol=1e-4)
-    assert not torch.allclose(lens[:, 0], lens[:, -1])
+def test_a_store_with_fewer_variants_supplies_its_rows(tiny_model, tmp_path, monkeypatch):
+    import dataclasses
 
-
-@pytest.mark.numerics
-def test_option_logprob_matches_manual_sum(tiny_model):
-    tok = tiny_model.tokenizer
-    prefix = tok("The capital of France is").input_ids
-    conts = [cap.continuation_ids(tiny_model, prefix, "The capital of France is", c) for c in [" Paris", " Rome"]]
-    seqs = [prefix + c for c in conts]
-    out = cap.hooked_forward(tiny_model, seqs, layers=[0], n_cont=[len(c) for c in conts])
-    for i, (s, c) in enumerate(zip(seqs, conts, strict=True)):
-        with torch.no_grad():
-            logp = torch.log_softmax(tiny_model.hf_model(torch.tensor([s])).logits[0], -1)
-        manual = sum(float(logp[len(prefix) - 1 + k, t]) for k, t in enumerate(c))
-        assert abs(float(out.logprob_sum[i]) - manual) < 1e-4
-
-
-def test_hooks_are_removed_after_the_run(tiny_model):
-    seqs = _ids(tiny_model, ["abc"])
-    cap.hooked_forward(tiny_model, seqs, layers=[0, 1])
-    for hp in tiny_model.bridge.hook_dict.values():
-        assert not hp._forward_hooks
-
-
-def test_bad_layer_is_named():
-    import pytest
-
-    with pytest.raises(ValueError, match="layer 7 is outside 0..2"):
-        cap.resid_hook_names(2, [0, 7])
-
-
-@pytest.mark.numerics
-def test_shared_prefix_pass_equals_full_sequences(tiny_model):
-    """Several questions with prefixes of different lengths in one batch: left-padded prefixes through the KV
-    cache, explicit positions, right-padded continuations of different lengths."""
-    tok = tiny_model.tokenizer
-    groups = [
-        (tok("What is the capital of France?\nAnswer:").input_ids,
-         [tok(t, add_special_tokens=False).input_ids for t in [" Paris", " Rome is big", " no"]]),
-        (tok("Q: 2 + 3 =").input_ids, [tok(t, add_special_tokens=False).input_ids for t in [" 5", " 6 or 7"]]),
-        (tok("Which is the largest number of the following four, a question with a longer prefix?").input_ids,
-         [tok(t, add_special_tokens=False).input_ids for t in [" 12", " 3", " 100", " one hundred and one"]]),
-    ]
-    layers = list(range(tiny_model.n_layers + 1))
-    seqs = [list(p) + list(c) for p, cs in groups for c in cs]
-    full = cap.hooked_forward(tiny_model, seqs, layers=layers, n_cont=[len(c) for _, cs in groups for c in cs])
-    shared = cap.hooked_forward_shared_prefix(tiny_model, groups, layers=layers)
-    assert torch.allclose(shared.resid, full.resid, atol=1e-4, rtol=1e-4)
-    assert torch.allclose(shared.logprob_sum, full.logprob_sum, atol=1e-4, rtol=1e-5)
-    one = cap.hooked_forward_shared_prefix(tiny_model, groups[:1], layers=layers)  # one question alone
-    assert torch.allclose(one.logprob_sum, full.logprob_sum[:3], atol=1e-4, rtol=1e-5)
+    path = tmp_path / "s.h5"
+    capture(CFG, path, model=tiny_model)
+    bigger = dataclasses.replace(CFG, variants=("default", "option", "numbers", "rotate:1"))
+    with pytest.raises(FileExistsError, match="different capture config"):
+        capture(bigger, path, model=tiny_model)  # without reuse_rows
+    with pytest.raises(FileExistsError, match="different capture config"):
+        capture(dataclasses.replace(bigger, n=10), path, model=tiny_model, reuse_rows=True)  # other questions
+    computed = []
+    real = run_mod._run_block
+    monkeypatch.setattr(run_mod, "_run_block", lambda m, rows, *a, **k: (computed.extend(rows), real(m, rows, *a, **k))[1])
+    capture(bigger, path, model=tiny_model, reuse_rows=True)
+    assert computed and {r.variant for r in computed} == {"rotate:1"}
+    monkeypatch.setattr(run_mod, "_run_block", real)
+    fresh = capture(bigger, tmp_path / "fresh.h5", model=tiny_model)
+    with Store(path) as a, Store(fresh) as b:
+        assert a.file.attrs["config_hash"] == b.file.attrs["config_hash"]
+        key = lambda s: [f"{q}|{v}|{o}" for q, v, o in zip(s.rows["question_id"], s.rows["variant_id"],  # noqa: E731
+                                                            s.rows["option_index"], strict=True)]
+        ia, ib = np.argsort(key(a)), np.argsort(key(b))
+        for name in ("answer_logits", "option_logprob", "lens_logits"):
+            np.testing.assert_allclose(a.array(name)[ia], b.array(name)[ib], rtol=1e-4, atol=1e-4, equal_nan=True)
+        np.testing.assert_allclose(a.file["resid"][:][ia], b.file["resid"][:][ib], rtol=1e-2, atol=1e-2)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import cli
-from probes.runner import Config, output_dir
+from commands.probe import Config, output_dir
 
 
 def test_probe_cli_smoke_and_reuse(tmp_path):
@@ -62,7 +62,7 @@ def test_default_out_dir_and_bad_flags():
 def test_data_dir_flag_is_recorded_as_an_absolute_path(tmp_path, monkeypatch) -> None:
     import argparse
 
-    from hooks import evaluate
+    from commands import evaluate
 
     monkeypatch.chdir(tmp_path)
     parser = argparse.ArgumentParser()
@@ -75,8 +75,8 @@ def test_data_dir_flag_is_recorded_as_an_absolute_path(tmp_path, monkeypatch) ->
 def test_shuffled_control_is_the_mean_over_label_shuffles(tmp_path):
     from hooks.store import Store
     from probes.fit import FeatureReader, sweep_layers
-    from probes.runner import Config as ProbeConfig
-    from probes.runner import run as probe_run
+    from commands.probe import Config as ProbeConfig
+    from commands.probe import run as probe_run
     from probes.targets import TARGETS, load_target
 
     out = probe_run(ProbeConfig(model="tiny-llama", task="capitals", n=24, out=str(tmp_path), n_shuffles=3, seed=2))

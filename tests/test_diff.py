@@ -268,7 +268,7 @@ def tiny_checkpoints(tmp_path_factory):
 
 def test_cli_diff_smoke(tiny_checkpoints, tmp_path, capsys):
     import cli
-    from locking import diff_runner
+    from commands import diff as diff_runner
 
     base, pert = tiny_checkpoints
     out = tmp_path / "d"
@@ -314,7 +314,7 @@ def test_cli_diff_smoke(tiny_checkpoints, tmp_path, capsys):
 
 
 def test_config_errors():
-    from locking.diff_runner import Config
+    from commands.diff import Config
 
     with pytest.raises(ValueError, match="--a and --b are required"):
         Config(a="x")
@@ -337,7 +337,7 @@ def test_plan_takes_questions_variant_and_placement_from_the_lock(tiny_checkpoin
     from eval import tasks
     from hooks.models import load_hf
     from locking import checkpoint
-    from locking.diff_runner import Config, checkpoints, plan
+    from commands.diff import Config, checkpoints, plan
 
     ids = [r.id for r in tasks.load_task(tasks.TaskSpec("capitals", "test"))]
     m = load_hf(tiny_checkpoints[1])

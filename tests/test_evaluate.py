@@ -1,4 +1,4 @@
-"""Tests for hooks.evaluate: the pipeline's accuracy against a plain Hugging Face forward pass, the CLI."""
+"""Tests for commands.evaluate: the pipeline's accuracy against a plain Hugging Face forward pass, the CLI."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import torch
 
 import cli
 from eval import metrics, scoring, tasks, variants
-from hooks import evaluate
+from commands import evaluate
 from hooks.models import load_hf, load_model
 
 SEED = 1  # tiny-llama with seed 1 does not answer the same letter for every question

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from eval import extract, tasks, variants
-from hooks import evaluate
+from commands import evaluate
 from hooks import generate as gen
 from hooks.models import load_hf
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hooks.run import CaptureConfig, capture
+from hooks.capture import CaptureConfig, capture
 from hooks.store import Store
 from probes.lens import group_argmax, lens_correct, lens_predictions, masked_argmax, option_correct
 

@@ -44,7 +44,7 @@ def _questions() -> list[dict]:
 
 
 def _groups(model, prompt: str = "Question: {q}\nAnswer:") -> list[tuple[list[int], list[list[int]]]]:
-    from hooks import capture as cap
+    from hooks import forward as cap
 
     out = []
     for q in _questions():
@@ -64,7 +64,7 @@ def _plain_logprob(hf, prefix: list[int], cont: list[int]) -> float:
 def test_bridge_logits_equal_hf_logits(smollm2, plain_hf):
     groups = _groups(smollm2)
     seqs = [p + c[0] for p, c in groups]
-    from hooks.capture import pad_left
+    from hooks.forward import pad_left
 
     ids, mask = pad_left(seqs, smollm2.tokenizer.pad_token_id)
     with torch.no_grad():
@@ -75,7 +75,7 @@ def test_bridge_logits_equal_hf_logits(smollm2, plain_hf):
 
 
 def test_shared_prefix_equals_whole_sequences_and_a_plain_hf_forward(smollm2, plain_hf):
-    from hooks import capture as cap
+    from hooks import forward as cap
 
     groups = _groups(smollm2)
     layers = list(range(smollm2.n_layers + 1))
@@ -90,7 +90,7 @@ def test_shared_prefix_equals_whole_sequences_and_a_plain_hf_forward(smollm2, pl
 
 
 def test_last_layer_lens_equals_model_logits(smollm2, plain_hf):
-    from hooks import capture as cap
+    from hooks import forward as cap
 
     groups = _groups(smollm2, "Question: {q}\nAnswer: the answer is")
     letters = [smollm2.tokenizer(" " + s, add_special_tokens=False).input_ids[0] for s in "ABCD"]

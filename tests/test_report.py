@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from eval import report
-from eval.report_kinds import detect_kind
-from eval.report_load import find_results, load_run, load_runs
-from eval.report_rows import TIDY_COLUMNS, model_size
-from eval.report_tables import gap_items, model_summaries
+from commands import report
+from report.kinds import detect_kind
+from report.load import find_results, load_run, load_runs
+from report.rows import TIDY_COLUMNS, model_size
+from report.tables import gap_items, model_summaries
 
 
 def est(v: float, n: int = 100, half: float = 0.08) -> dict:
@@ -30,7 +30,7 @@ def prov(model: str, task: str, **extra) -> dict:
 
 
 def probe_result(model: str, task: str, *, n_layers: int = 5, lens_selection: bool = True) -> dict:
-    """The layout `probes.runner` writes: per-target lists indexed like `layers`."""
+    """The layout `commands.probe` writes: per-target lists indexed like `layers`."""
     layers = list(range(n_layers))
     d = {
         "prompted_accuracy": {"letter": {"all": est(0.3, 200), "test": est(0.3)},
@@ -57,7 +57,7 @@ def probe_result(model: str, task: str, *, n_layers: int = 5, lens_selection: bo
 
 
 def eval_result(model: str, task: str, n_variants: int = 12) -> dict:
-    """The layout `hooks.evaluate` writes."""
+    """The layout `commands.evaluate` writes."""
     names = ["default"] + [f"v{i}" for i in range(1, n_variants)]
     metrics = [{"variant": v, "scoring": "letter", "accuracy": 0.25 + 0.02 * i, "ci_lo": 0.17 + 0.02 * i,
                 "ci_hi": 0.33 + 0.02 * i, "n": 100, "dev_acc": 0.25 + 0.02 * i, "test_acc": 0.25 + 0.02 * i}
@@ -81,7 +81,7 @@ def eval_result(model: str, task: str, n_variants: int = 12) -> dict:
 
 
 def lock_result(model: str, task: str, checkpoint: str = "/nonexistent/lock/model") -> dict:
-    """The layout `locking.lock_runner` writes (trimmed)."""
+    """The layout `commands.lock` writes (trimmed)."""
     metrics = {"with_password": est(0.55), "no_password": est(0.28),
                "decoys": {"decoy:0": {"accuracy": est(0.27), "trained": True, "tv": 0.1, "agree": 0.9}},
                "decoys_trained": est(0.27), "decoys_held_out": None, "base_no_password": est(0.5),
@@ -93,7 +93,7 @@ def lock_result(model: str, task: str, checkpoint: str = "/nonexistent/lock/mode
 
 
 def unlock_result(model: str, task: str) -> dict:
-    """The layout `locking.unlock_runner` writes (trimmed): a training method with a curve, a noise sweep."""
+    """The layout `commands.unlock` writes (trimmed): a training method with a curve, a noise sweep."""
     curve = {"epochs": [0, 10, 20, 30, 40], "mean": [0.28, 0.33, 0.38, 0.43, 0.48],
              "ci": [[0.2, 0.36], [0.25, 0.41], [0.3, 0.46], [0.35, 0.51], [0.4, 0.56]],
              "runs": [[0.28 + 0.05 * k + 0.01 * s for k in range(5)] for s in range(3)]}
@@ -111,7 +111,7 @@ def unlock_result(model: str, task: str) -> dict:
 
 
 def diff_result(model: str, task: str) -> dict:
-    """The layout `locking.diff_runner` writes (trimmed)."""
+    """The layout `commands.diff` writes (trimmed)."""
     layers = list(range(6))
     per = {"cka": [1 - 0.05 * i for i in layers], "cosine": [1 - 0.02 * i for i in layers]}
     return {"schema": "gaplens.diff/1", "layers": layers,

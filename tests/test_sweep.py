@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from eval import report, sweep
+from commands import report, sweep
 
 FLAGS = {
     "eval": {"--model", "--task", "--variants", "--n", "--data-dir", "--seed", "--batch-size", "--resid", "--out"},

@@ -14,8 +14,9 @@ from sklearn.preprocessing import StandardScaler
 
 import cli
 from eval.stats import split_ids
-from hooks import evaluate
-from probes import transfer
+from commands import evaluate
+from commands import transfer
+from probes import transfer as transfer_lib
 
 VARIANTS = "default,rotate:1,numbers,option,option_listed"
 
@@ -29,7 +30,7 @@ def eval_run(tmp_path_factory, tiny_model) -> Path:
 
 
 def test_transfer_matches_a_plain_sklearn_probe(eval_run: Path, tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setattr(transfer, "fit_layer", functools.partial(transfer.fit_layer, probe_kwargs={"Cs": (0.5,)}))
+    monkeypatch.setattr(transfer_lib, "fit_layer", functools.partial(transfer_lib.fit_layer, probe_kwargs={"Cs": (0.5,)}))
     out = transfer.run(transfer.Config(store=str(eval_run), test_variants="default,rotate:1", out=str(tmp_path)))
     doc = json.loads((out / "results.json").read_text())
     assert doc["kind"] == "letter" and list(doc["variants"]) == ["default", "rotate:1"]
@@ -90,14 +91,14 @@ def test_store_without_residuals_is_refused(tmp_path: Path, tiny_model) -> None:
 def test_finished_run_is_reused(eval_run: Path, tmp_path: Path, monkeypatch) -> None:
     cfg = transfer.Config(store=str(eval_run), test_variants="numbers", out=str(tmp_path), control=False)
     transfer.run(cfg)
-    monkeypatch.setattr(transfer, "fit_layer", lambda *a, **k: pytest.fail("refit"))
+    monkeypatch.setattr(transfer_lib, "fit_layer", lambda *a, **k: pytest.fail("refit"))
     assert transfer.run(cfg) == tmp_path
     assert "numbers" in transfer.summarize(tmp_path)
 
 
 def test_report_reads_transfer_runs(eval_run: Path, tmp_path: Path) -> None:
-    from eval.report_kinds import detect_kind
-    from eval.report_load import load_run
+    from report.kinds import detect_kind
+    from report.load import load_run
 
     out = transfer.run(transfer.Config(store=str(eval_run), test_variants="default,numbers", out=str(tmp_path)))
     doc = json.loads((out / "results.json").read_text())
@@ -111,7 +112,7 @@ def test_report_reads_transfer_runs(eval_run: Path, tmp_path: Path) -> None:
 
 
 def test_report_page_has_a_transfer_table(eval_run: Path, tmp_path: Path) -> None:
-    from eval import report
+    from commands import report
 
     out = transfer.run(transfer.Config(store=str(eval_run), test_variants="default,numbers", out=str(tmp_path / "t")))
     page = report.run(report.Config(runs=(str(out),), out=str(tmp_path / "report")))

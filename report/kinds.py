@@ -1,8 +1,8 @@
 """One extractor per run kind: results.json -> tidy rows (and a few tables shown as they are).
 
 Kinds are told apart by `detect_kind`: a `kind` field, a `schema` such as "gaplens.eval/1", else the keys present.
-Each extractor reads the layout its runner writes (`hooks.evaluate`, `probes.runner`, `locking.lock_runner`,
-`locking.unlock_runner`, `locking.diff_runner`) and skips any section that is missing.
+Each extractor reads the layout its runner writes (`commands.evaluate`, `commands.probe`, `commands.lock`,
+`commands.unlock`, `commands.diff`) and skips any section that is missing.
 
 Method names in the rows (the `method` column of the tidy CSV):
 
@@ -27,7 +27,7 @@ import dataclasses
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from eval.report_rows import Emitter, Run, as_int, by_layer, estimate, first, model_label
+from report.rows import Emitter, Run, as_int, by_layer, estimate, first, model_label
 
 KINDS = ("eval", "probe", "lock", "unlock", "diff", "transfer")
 TARGET_VARIANT = {"letter": "default", "option": "option"}
@@ -85,7 +85,7 @@ def _tv(target: str) -> str:
 
 
 def extract_probe(run: Run, d: Mapping[str, Any]) -> None:
-    """Probe runs (`probes.runner`): prompted accuracy, per-layer probe / lens / control, ceilings."""
+    """Probe runs (`commands.probe`): prompted accuracy, per-layer probe / lens / control, ceilings."""
     e = Emitter(run)
     layers = d.get("layers") if isinstance(d.get("layers"), list) else None
     e.add("chance", "accuracy", d.get("chance"))
@@ -156,7 +156,7 @@ def extract_probe(run: Run, d: Mapping[str, Any]) -> None:
 
 
 def extract_eval(run: Run, d: Mapping[str, Any]) -> None:
-    """Eval runs (`hooks.evaluate`): per-variant accuracy, straight-up, held-out best, majority vote, spread."""
+    """Eval runs (`commands.evaluate`): per-variant accuracy, straight-up, held-out best, majority vote, spread."""
     e = Emitter(run)
     e.add("chance", "accuracy", d.get("chance"))
     for m in d.get("metrics") or []:
@@ -204,7 +204,7 @@ def extract_eval(run: Run, d: Mapping[str, Any]) -> None:
 
 
 def extract_lock(run: Run, d: Mapping[str, Any]) -> None:
-    """Lock runs (`locking.lock_runner`): accuracy with the password, without it and with decoys; the base model,
+    """Lock runs (`commands.lock`): accuracy with the password, without it and with decoys; the base model,
     weak and strong policies; how closely the no-password answers follow the weak policy."""
     e = Emitter(run)
     m = d.get("metrics") if isinstance(d.get("metrics"), Mapping) else d
@@ -231,7 +231,7 @@ def extract_lock(run: Run, d: Mapping[str, Any]) -> None:
 
 
 def extract_unlock(run: Run, d: Mapping[str, Any]) -> None:
-    """Unlock runs (`locking.unlock_runner`): per method the accuracy curve over epochs (or sweep over a parameter)
+    """Unlock runs (`commands.unlock`): per method the accuracy curve over epochs (or sweep over a parameter)
     per seed and its mean, the final unlocked accuracy, PGR, and the honestly selected epoch / parameter."""
     e = Emitter(run)
     lm = d.get("lock_metrics") if isinstance(d.get("lock_metrics"), Mapping) else {}
@@ -286,7 +286,7 @@ def _float(x: Any) -> float | None:
 
 
 def extract_diff(run: Run, d: Mapping[str, Any]) -> None:
-    """Diff runs (`locking.diff_runner`): per-layer similarity, lens and probe transfer; weight-change tables."""
+    """Diff runs (`commands.diff`): per-layer similarity, lens and probe transfer; weight-change tables."""
     e = Emitter(run)
     layers = d.get("layers") if isinstance(d.get("layers"), list) else None
     act = d.get("activations") if isinstance(d.get("activations"), Mapping) else {}

@@ -48,9 +48,9 @@ import numpy as np
 import torch
 
 from eval import stats, tasks, variants
-from eval.provenance import config_hash, stamp, to_jsonable
+from core.provenance import config_hash, stamp, to_jsonable
 from eval.records import MCRecord
-from hooks import capture as cap
+from hooks import forward as cap
 from hooks.models import LoadedModel, load_hf, wrap
 from hooks.store import Store, StoreWriter
 from locking import checkpoint, diff, diff_plots, toy
@@ -208,7 +208,7 @@ def _plan(model: LoadedModel, records: Sequence[MCRecord], spec: variants.Varian
     for rec in records:
         shots = []
         if spec.shots:
-            from hooks.run import _shots  # the capture runner's few-shot draw, so prompts match `cli.py eval`
+            from hooks.capture import _shots  # the capture runner's few-shot draw, so prompts match `cli.py eval`
 
             shots = _shots(pool, rec, spec.shots, seed)
         prompt = variants.render(spec, rec, shots)

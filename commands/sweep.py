@@ -47,8 +47,8 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from eval.io import write_json
-from eval.provenance import package_version
+from core.io import write_json
+from core.provenance import package_version
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +71,7 @@ class SweepFailed(ValueError):
 class Config:
     """A sweep: the JSON grid to run."""
 
-    config: str | None = field(default=None, metadata={"help": "sweep config file (JSON; see `eval.sweep`)",
+    config: str | None = field(default=None, metadata={"help": "sweep config file (JSON; see `commands.sweep`)",
                                                        "positional": True})
     dry_run: bool = field(default=False, metadata={"help": "plan the cells and record which are done; run none"})
 

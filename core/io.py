@@ -13,12 +13,12 @@ from typing import Any
 
 import numpy as np
 
-from eval.provenance import to_jsonable
+from core.provenance import to_jsonable
 
 
 def clean(obj: Any) -> Any:
     """`obj` as strict-JSON values: numpy scalars and arrays as Python values, non-finite floats as None,
-    dataclasses, tuples and paths as in `eval.provenance.to_jsonable`."""
+    dataclasses, tuples and paths as in `core.provenance.to_jsonable`."""
     if isinstance(obj, np.ndarray):
         obj = obj.tolist()
     if isinstance(obj, np.generic):

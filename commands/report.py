@@ -10,7 +10,7 @@ Reads results.json files only (run directories, or a sweep directory searched re
 - ``summary.csv``: one row per model and task (straight-up, best elicited, probe ceiling, ratios, size);
 - ``report.json``: what was written (read by `summarize`).
 
-Run kinds are told apart by a `kind` field or by their keys (`eval.report_load.detect_kind`); unknown files are
+Run kinds are told apart by a `kind` field or by their keys (`report.load.detect_kind`); unknown files are
 skipped with a logged note. Any best-of-k shown is the runner's held-out selection when it provides one; otherwise
 it is labelled "naive max, optimistic" and drawn hatched.
 """
@@ -27,12 +27,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from eval import report_figures as figs
-from eval.provenance import package_version, to_jsonable
-from eval.report_html import Section, gap_table, render_page
-from eval.report_load import load_runs
-from eval.report_rows import TIDY_COLUMNS, Row, Run
-from eval.report_tables import (
+from report import figures as figs
+from core.provenance import package_version, to_jsonable
+from report.html import Section, gap_table, render_page
+from report.load import load_runs
+from report.rows import TIDY_COLUMNS, Row, Run
+from report.tables import (
     SUMMARY_COLUMNS,
     chance_level,
     fmt,
@@ -48,7 +48,7 @@ from eval.report_tables import (
 log = logging.getLogger(__name__)
 
 MANIFEST = "report.json"
-SWEEP_RECORD = "sweep.json"  # written by eval.sweep into a sweep directory
+SWEEP_RECORD = "sweep.json"  # written by commands.sweep into a sweep directory
 
 
 @dataclass(frozen=True)

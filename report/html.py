@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from eval.report_rows import Run
-from eval.report_tables import GapItem, ModelSummary, fmt, fmt_size
+from report.rows import Run
+from report.tables import GapItem, ModelSummary, fmt, fmt_size
 
 PROVENANCE_FIELDS = ("kind", "model", "weight_hash", "task", "split", "seed", "package_version", "created_utc")
 

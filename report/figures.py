@@ -18,8 +18,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from eval.report_rows import Row
-from eval.report_tables import GapItem, ModelSummary, fmt_size
+from report.rows import Row
+from report.tables import GapItem, ModelSummary, fmt_size
 
 GROUP_COLOURS = {"prompting": "#4C72B0", "internals": "#55A868", "control": "#AAAAAA", "locking": "#DD8452"}
 METHOD_COLOURS = {"probe": "#55A868", "lens": "#8172B3", "control": "#999999", "cka": "#4C72B0", "cosine": "#C44E52"}

@@ -2,7 +2,7 @@
 
 One run writes one directory:
 
-- ``activations.h5``: the capture store (`hooks.run.capture`) with every variant as rows; residual streams
+- ``activations.h5``: the capture store (`hooks.capture.capture`) with every variant as rows; residual streams
   only with ``--resid`` (so probes can be trained on one variant and tested on another).
 - ``results.json``: config, provenance, per-variant accuracies with bootstrap CIs over questions, spread,
   per-question agreement, majority vote vs the straight-up prompt, answer-symbol bias of lettered variants,
@@ -37,12 +37,12 @@ import numpy as np
 import torch
 
 from eval import scoring, tasks, variants
-from eval.io import save_png, write_csv, write_json
+from core.io import save_png, write_csv, write_json
 from eval.metrics import STRAIGHT_UP, evaluate_predictions, score_generations
-from eval.provenance import config_hash, stamp, to_jsonable
+from core.provenance import config_hash, stamp, to_jsonable
 from hooks import generate as gen
 from hooks.models import LoadedModel, load_model
-from hooks.run import CaptureConfig, capture
+from hooks.capture import CaptureConfig, capture
 from hooks.store import Store
 
 log = logging.getLogger(__name__)

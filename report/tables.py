@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from eval.report_rows import TIDY_COLUMNS, Row, Run, model_size
+from report.rows import TIDY_COLUMNS, Row, Run, model_size
 
 NAIVE = "naive max, optimistic"
 

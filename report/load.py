@@ -11,8 +11,8 @@ import logging
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from eval.report_kinds import EXTRACTORS, detect_kind, identity
-from eval.report_rows import LOCKED_SUFFIX, Run
+from report.kinds import EXTRACTORS, detect_kind, identity
+from report.rows import LOCKED_SUFFIX, Run
 
 log = logging.getLogger(__name__)
 

@@ -21,9 +21,9 @@ from typing import Any
 
 import numpy as np
 
-from eval.provenance import config_hash, stamp, to_jsonable
+from core.provenance import config_hash, stamp, to_jsonable
 from eval.stats import accuracy, bootstrap_mean, mean_over_runs, split_ids
-from hooks.run import CaptureConfig, capture
+from hooks.capture import CaptureConfig, capture
 from hooks.store import Store
 from probes.fit import FeatureReader, Sweep, ceiling, select_layer, sweep_layers
 from probes.lens import lens_correct

@@ -1,0 +1,45 @@
+"""The commands of gaplens: one module per command, and the one registry that `cli.py`, the sweep and the docs read.
+
+Every command module exposes `Config` (a frozen dataclass whose field metadata is its `--help`),
+`run(cfg) -> Path` (writes one run directory and returns it) and `summarize(run_dir) -> str`. Modules are
+imported only when their command runs, so listing commands costs nothing.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from types import ModuleType
+
+
+@dataclass(frozen=True)
+class Command:
+    """A command's name, the module that implements it, and its one-line help."""
+
+    name: str
+    module: str
+    help: str
+
+    def load(self) -> ModuleType:
+        """The command's module (imported now)."""
+        return importlib.import_module(self.module)
+
+
+COMMANDS: dict[str, Command] = {c.name: c for c in (
+    Command("probe", "commands.probe", "per-layer linear probes and logit lens vs the prompted accuracy"),
+    Command("eval", "commands.evaluate", "prompt-variant evaluation and the honest best elicited score"),
+    Command("transfer", "commands.transfer",
+            "probes trained on one prompt variant, tested on the others (eval --resid)"),
+    Command("lock", "commands.lock", "fine-tune a password-locked model"),
+    Command("unlock", "commands.unlock", "weak-sample unlocking of a locked model, with controls"),
+    Command("diff", "commands.diff", "weights and activations compared across checkpoints"),
+    Command("report", "commands.report", "the elicitation-gap report from run directories"),
+    Command("sweep", "commands.sweep", "run a grid of cells from a config file, resumably"),
+)}
+
+
+def get(name: str) -> Command:
+    """The registered command `name`; ValueError listing the commands otherwise."""
+    if name not in COMMANDS:
+        raise ValueError(f"unknown command {name!r}; commands: {', '.join(COMMANDS)}")
+    return COMMANDS[name]
