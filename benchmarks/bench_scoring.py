@@ -27,8 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from eval import metrics, scoring, stats  # noqa: E402
 from hooks import generate as gen  # noqa: E402
-from hooks.models import load_model  # noqa: E402
 from hooks.capture import CaptureConfig, capture  # noqa: E402
+from hooks.models import load_model  # noqa: E402
 from hooks.store import Store  # noqa: E402
 
 

@@ -47,8 +47,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from eval import stats, tasks, variants
 from core.provenance import config_hash, stamp, to_jsonable
+from eval import stats, tasks, variants
 from eval.records import MCRecord
 from hooks import forward as cap
 from hooks.models import LoadedModel, load_hf, wrap

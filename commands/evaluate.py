@@ -36,13 +36,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from eval import scoring, tasks, variants
 from core.io import save_png, write_csv, write_json
-from eval.metrics import STRAIGHT_UP, evaluate_predictions, score_generations
 from core.provenance import config_hash, stamp, to_jsonable
+from eval import scoring, tasks, variants
+from eval.metrics import STRAIGHT_UP, evaluate_predictions, score_generations
 from hooks import generate as gen
-from hooks.models import LoadedModel, load_model
 from hooks.capture import CaptureConfig, capture
+from hooks.models import LoadedModel, load_model
 from hooks.store import Store
 
 log = logging.getLogger(__name__)

@@ -27,8 +27,8 @@ from typing import Any
 
 import torch
 
-from eval import tasks
 from core.provenance import config_hash, stamp, to_jsonable
+from eval import tasks
 from eval.stats import split_ids
 from eval.variants import parse as parse_variant
 from hooks.models import load_hf, weight_hash

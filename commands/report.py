@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from report import figures as figs
 from core.provenance import package_version, to_jsonable
+from report import figures as figs
 from report.html import Section, gap_table, render_page
 from report.load import load_runs
 from report.rows import TIDY_COLUMNS, Row, Run

@@ -22,8 +22,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from eval import extract, scoring, tasks, variants
 from core.provenance import config_hash, stamp, to_jsonable
+from eval import extract, scoring, tasks, variants
 from eval.records import MCRecord
 from hooks import forward as cap
 from hooks.generate import read_generations

@@ -30,8 +30,8 @@ import torch
 from jaxtyping import Int
 from tqdm.auto import tqdm
 
-from eval import extract, tasks, variants
 from core.provenance import config_hash, stamp, to_jsonable
+from eval import extract, tasks, variants
 from hooks.forward import pad_left
 from hooks.models import LoadedModel, load_model
 

@@ -73,10 +73,10 @@ def test_data_dir_flag_is_recorded_as_an_absolute_path(tmp_path, monkeypatch) ->
 
 
 def test_shuffled_control_is_the_mean_over_label_shuffles(tmp_path):
-    from hooks.store import Store
-    from probes.fit import FeatureReader, sweep_layers
     from commands.probe import Config as ProbeConfig
     from commands.probe import run as probe_run
+    from hooks.store import Store
+    from probes.fit import FeatureReader, sweep_layers
     from probes.targets import TARGETS, load_target
 
     out = probe_run(ProbeConfig(model="tiny-llama", task="capitals", n=24, out=str(tmp_path), n_shuffles=3, seed=2))

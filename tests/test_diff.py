@@ -334,10 +334,10 @@ def test_weight_diff_by_layer_totals() -> None:
 
 
 def test_plan_takes_questions_variant_and_placement_from_the_lock(tiny_checkpoints, tmp_path):
+    from commands.diff import Config, checkpoints, plan
     from eval import tasks
     from hooks.models import load_hf
     from locking import checkpoint
-    from commands.diff import Config, checkpoints, plan
 
     ids = [r.id for r in tasks.load_task(tasks.TaskSpec("capitals", "test"))]
     m = load_hf(tiny_checkpoints[1])

@@ -13,8 +13,8 @@ import pytest
 import torch
 
 import cli
-from eval import metrics, scoring, tasks, variants
 from commands import evaluate
+from eval import metrics, scoring, tasks, variants
 from hooks.models import load_hf, load_model
 
 SEED = 1  # tiny-llama with seed 1 does not answer the same letter for every question

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from eval import extract, tasks, variants
 from commands import evaluate
+from eval import extract, tasks, variants
 from hooks import generate as gen
 from hooks.models import load_hf
 

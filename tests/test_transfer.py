@@ -13,9 +13,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
 import cli
+from commands import evaluate, transfer
 from eval.stats import split_ids
-from commands import evaluate
-from commands import transfer
 from probes import transfer as transfer_lib
 
 VARIANTS = "default,rotate:1,numbers,option,option_listed"
