@@ -69,11 +69,8 @@ def _csv(tp: Any):  # noqa: ANN202 - argparse type factory
 
 
 def build_config(cfg_cls: type, args: argparse.Namespace) -> Any:
-    """The config from parsed flags. `--data-dir` is recorded as an absolute path, so one directory named two
-    ways ("../data", "/work/data") is one run, not two."""
+    """The config from parsed flags (validated and normalised by the config itself, see `core.config`)."""
     values = {f.name: getattr(args, f.name) for f in dataclasses.fields(cfg_cls) if hasattr(args, f.name)}
-    if isinstance(values.get("data_dir"), str) and values["data_dir"]:
-        values["data_dir"] = str(Path(values["data_dir"]).expanduser().resolve())
     return cfg_cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
 
 

@@ -40,13 +40,14 @@ import json
 import logging
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from core.config import ExecutionOptions, OutputOptions, TaskOptions, opt, resolve_threads
 from core.provenance import config_hash, stamp, to_jsonable
 from eval import stats, tasks, variants
 from eval.records import MCRecord
@@ -65,38 +66,30 @@ CONDITIONS = ("nopw", "pw")
 
 
 @dataclass(frozen=True)
-class Config:
+class Config(TaskOptions, ExecutionOptions, OutputOptions):
     """Checkpoints of one architecture compared on the same questions."""
 
-    a: str | None = field(default=None, metadata={"help": "reference checkpoint (e.g. locked); updates are X - a"})
-    b: str | None = field(default=None, metadata={"help": "checkpoint compared with --a (e.g. unlocked)"})
-    c: tuple[str, ...] = field(default=(), metadata={"help": "more checkpoints compared like --b"})
-    base: str | None = field(default=None, metadata={"help": "checkpoint --a was made from (e.g. base): adds the "
-                                                              "prior update a - base and whether updates undo it"})
-    task: str = field(default=toy.TASK, metadata={"help": "task name (see `cli.py tasks`; default: the toy "
-                                                          "organism's)"})
-    split: str = field(default="test", metadata={"help": "task split"})
-    data_dir: str | None = field(default=None, metadata={"help": "benchmark data directory ($GAPLENS_DATA_DIR)"})
-    n: int = field(default=64, metadata={"help": "number of questions (seeded subsample)"})
-    questions: str = field(default="auto", metadata={"help": 'which questions of --split: "all", a lock split '
-                                                         '("eval", "pool", "train") of the first locked checkpoint '
-                                                         'given, or "auto" ("eval" if one is locked, else "all")'})
-    variant: str | None = field(default=None, metadata={"help": "prompt variant, scored on each continuation's first "
-                                                             "token (default: the lock's, else default)"})
-    password: bool = field(default=True, metadata={"help": "also run every checkpoint with the password"})
-    placement: str | None = field(default=None, metadata={"help": "where the prompt carries the password, see "
-                                                               "locking.password (default: the lock's, else "
-                                                               f"{pwd.DEFAULT_PLACEMENT})"})
-    probe_on: str = field(default="a", metadata={"help": "label whose with-password activations (no-password ones "
-                                                         "with --no-password) train the probe"})
-    out: str = field(default="runs/diff", metadata={"help": "output directory"})
-    seed: int = field(default=0, metadata={"help": "seed for subsampling and the probe's question split"})
-    top_k: int = field(default=8, metadata={"help": "singular values kept per update matrix"})
-    batch_size: int = field(default=16, metadata={"help": "rows per forward pass"})
-    dtype: str = field(default="float32", metadata={"help": "model dtype: float32 or bfloat16"})
-    threads: int = field(default=1, metadata={"help": "torch CPU threads (1 is steadier on a shared 2-core machine)"})
+    a: str | None = opt(None, "reference checkpoint (e.g. locked); updates are X - a")
+    b: str | None = opt(None, "checkpoint compared with --a (e.g. unlocked)")
+    c: tuple[str, ...] = opt((), "more checkpoints compared like --b")
+    base: str | None = opt(None, "checkpoint --a was made from (e.g. base): adds the prior update a - base and "
+                           "whether updates undo it")
+    task: str = opt(toy.TASK, "task name (see `cli.py tasks`; default: the toy organism's)")
+    n: int = opt(64, "number of questions (seeded subsample)")
+    questions: str = opt("auto", 'which questions of --split: "all", a lock split ("eval", "pool", "train") of the '
+                         'first locked checkpoint given, or "auto" ("eval" if one is locked, else "all")')
+    variant: str | None = opt(None, "prompt variant, scored on each continuation's first token (default: the "
+                              "lock's, else default)")
+    password: bool = opt(True, "also run every checkpoint with the password")
+    placement: str | None = opt(None, "where the prompt carries the password, see locking.password (default: the "
+                                f"lock's, else {pwd.DEFAULT_PLACEMENT})")
+    probe_on: str = opt("a", "label whose with-password activations (no-password ones with --no-password) train the "
+                        "probe")
+    out: str = opt("runs/diff", "output directory", ui=True)
+    top_k: int = opt(8, "singular values kept per update matrix")
+    threads: int = opt(1, "torch CPU threads (1 is steadier on a shared 2-core machine)", ui=True)
 
-    def __post_init__(self) -> None:
+    def _check(self) -> None:
         if not self.a or not self.b:
             raise ValueError("--a and --b are required: two checkpoints (model names or HF directories)")
         if self.n < 4:
@@ -107,10 +100,6 @@ class Config:
             pwd.check_placement(self.placement)
         if self.questions not in ("auto", "all", "eval", "pool", "train"):
             raise ValueError(f"--questions must be auto, all, eval, pool or train, got {self.questions!r}")
-        if self.dtype not in ("float32", "bfloat16"):
-            raise ValueError(f"--dtype must be float32 or bfloat16, got {self.dtype!r}")
-        if self.threads < 1:
-            raise ValueError(f"--threads must be >= 1, got {self.threads}")
 
 
 def labels(cfg: Config) -> list[str]:
@@ -394,7 +383,7 @@ def run(cfg: Config) -> Path:
             log.info("reusing finished diff %s", out)
             return out
         raise FileExistsError(f"{out} holds a diff with another config; choose another --out")
-    torch.set_num_threads(cfg.threads)
+    torch.set_num_threads(resolve_threads(cfg.threads))
     ckpts = checkpoints(cfg)
     pl = plan(cfg, ckpts)
     spec = variants.parse(pl.variant)
@@ -404,7 +393,7 @@ def run(cfg: Config) -> Path:
     states: dict[str, dict[str, torch.Tensor]] = {}
     loaded = {}
     for lab, ckpt in ckpts.items():  # all loaded and checked before anything is written
-        loaded[lab] = load_hf(ckpt, dtype=getattr(torch, cfg.dtype))
+        loaded[lab] = load_hf(ckpt, dtype=cfg.dtype)
         states[lab] = {k: v.detach() for k, v in loaded[lab].model.named_parameters()}  # wrapping renames them
         first = next(iter(states))
         if {k: v.shape for k, v in states[lab].items()} != {k: v.shape for k, v in states[first].items()}:

@@ -29,13 +29,14 @@ from __future__ import annotations
 import json
 import logging
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from core.config import ExecutionOptions, ModelOptions, OutputOptions, TaskOptions, opt, pick
 from core.io import save_png, write_csv, write_json
 from core.provenance import config_hash, stamp, to_jsonable
 from eval import scoring, tasks, variants
@@ -56,38 +57,29 @@ CSV_FIELDS = ("variant", "scoring", "accuracy", "ci_lo", "ci_hi", "n", "dev_acc"
 
 
 @dataclass(frozen=True)
-class Config:
+class Config(ModelOptions, TaskOptions, ExecutionOptions, OutputOptions):
     """One evaluation: a model on a task under a set of prompt variants."""
 
-    model: str = field(default="smollm2-135m-instruct", metadata={"help": "embedded name, HF id or local dir"})
-    task: str = field(default="capitals", metadata={"help": "task name (see `cli.py tasks`)"})
-    split: str = field(default="test", metadata={"help": "task split to evaluate on"})
-    data_dir: str | None = field(default=None, metadata={"help": "benchmark data directory ($GAPLENS_DATA_DIR)"})
-    n: int | None = field(default=100, metadata={"help": "number of questions (seeded subsample)"})
-    variants: str = field(
-        default=DEFAULT_VARIANTS,
-        metadata={"help": 'comma-separated prompt variants, or "all" (see `cli.py variants`)'},
-    )
-    out: str | None = field(default=None, metadata={"help": "output directory (default runs/eval-<model>-<task>)"})
-    seed: int = field(default=0, metadata={"help": "seed for subsampling, few-shot draws, dev/test split, bootstrap"})
-    dev_fraction: float = field(
-        default=0.5, metadata={"help": "fraction of questions used to choose the best variant (the rest scores it)"}
-    )
-    resid: bool = field(default=False, metadata={"help": "also store residual streams (for probes across variants)"})
-    batch_size: int = field(default=16, metadata={"help": "rows per forward pass"})
-    dtype: str = field(
-        default="float32",
-        metadata={"help": "model dtype: float32, or bfloat16 (about 2-3x faster on CPUs with AMX; scores may differ "
-                  "slightly from float32)"},
-    )
-    n_boot: int = field(default=1000, metadata={"help": "bootstrap replicates for confidence intervals"})
-    cot: str = field(
-        default="auto",
-        metadata={"help": "add the chain-of-thought variants (greedy generation): on, off, or auto (on only when "
-                  "CUDA is available; decoding is slow on CPU). A '+cot' variant named in --variants always runs"},
-    )
-    max_new_tokens: int = field(default=256, metadata={"help": "chain of thought: generated tokens per answer, at "
-                                                        "most"})
+    n: int | None = opt(100, "number of questions (seeded subsample)")
+    variants: str = opt(DEFAULT_VARIANTS, 'comma-separated prompt variants, or "all" (see `cli.py variants`)')
+    dev_fraction: float = opt(0.5, "fraction of questions used to choose the best variant (the rest scores it)")
+    resid: bool = opt(False, "also store residual streams (for probes across variants)")
+    n_boot: int = opt(1000, "bootstrap replicates for confidence intervals")
+    cot: str = opt("auto", "add the chain-of-thought variants (greedy generation): on, off, or auto (on only when "
+                   "CUDA is available; decoding is slow on CPU). A '+cot' variant named in --variants always runs")
+    max_new_tokens: int = opt(256, "chain of thought: generated tokens per answer, at most")
+
+    def _check(self) -> None:
+        if not 0.0 < self.dev_fraction < 1.0:
+            raise ValueError(f"--dev-fraction must be in (0, 1), got {self.dev_fraction}")
+        if self.n is not None and self.n < 2:
+            raise ValueError(f"--n must be >= 2 (questions are split into dev and test), got {self.n}")
+        if self.n_boot < 1:
+            raise ValueError(f"--n-boot must be >= 1, got {self.n_boot}")
+        if self.cot not in COT_CHOICES:
+            raise ValueError(f"--cot must be one of {', '.join(COT_CHOICES)}, got {self.cot!r}")
+        if self.max_new_tokens < 1:
+            raise ValueError(f"--max-new-tokens must be >= 1, got {self.max_new_tokens}")
 
 
 def out_dir(cfg: Config) -> Path:
@@ -100,21 +92,8 @@ def out_dir(cfg: Config) -> Path:
 
 
 def _validate(cfg: Config) -> list[str]:
-    """The requested variant names; ValueError naming the flag on bad input."""
-    if not 0.0 < cfg.dev_fraction < 1.0:
-        raise ValueError(f"--dev-fraction must be in (0, 1), got {cfg.dev_fraction}")
-    if cfg.n is not None and cfg.n < 2:
-        raise ValueError(f"--n must be >= 2 (questions are split into dev and test), got {cfg.n}")
-    if cfg.batch_size < 1:
-        raise ValueError(f"--batch-size must be >= 1, got {cfg.batch_size}")
-    if cfg.dtype not in ("float32", "bfloat16"):
-        raise ValueError(f"--dtype must be float32 or bfloat16, got {cfg.dtype!r}")
-    if cfg.n_boot < 1:
-        raise ValueError(f"--n-boot must be >= 1, got {cfg.n_boot}")
-    if cfg.cot not in COT_CHOICES:
-        raise ValueError(f"--cot must be one of {', '.join(COT_CHOICES)}, got {cfg.cot!r}")
-    if cfg.max_new_tokens < 1:
-        raise ValueError(f"--max-new-tokens must be >= 1, got {cfg.max_new_tokens}")
+    """The variant names the run will ask for (chain of thought resolved for this machine); ValueError naming
+    the flag on bad input."""
     try:
         names = variants.variant_set(cfg.variants)
     except ValueError as exc:
@@ -129,19 +108,15 @@ def _generates(name: str) -> bool:
 
 
 def _generate_config(cfg: Config, names: list[str]) -> gen.GenerateConfig:
-    return gen.GenerateConfig(model=cfg.model, task=cfg.task, split=cfg.split, data_dir=cfg.data_dir, n=cfg.n,
-                              variants=tuple(names), seed=cfg.seed, max_new_tokens=cfg.max_new_tokens,
-                              batch_size=cfg.batch_size, dtype=cfg.dtype)
+    return pick(gen.GenerateConfig, cfg, variants=tuple(names))
 
 
 def _capture_config(cfg: Config, names: list[str], out: Path | None = None) -> CaptureConfig:
     """The capture of `names`; chain-of-thought variants come in as forced answers after their generations."""
     gens = [v for v in names if _generates(v)]
     where = (out if out is not None else out_dir(cfg)) / GEN_NAME
-    return CaptureConfig(model=cfg.model, task=cfg.task, split=cfg.split, data_dir=cfg.data_dir, n=cfg.n,
-                         variants=tuple(names), seed=cfg.seed, batch_size=cfg.batch_size, resid=cfg.resid,
-                         dtype=cfg.dtype, generations=str(where) if gens else None,
-                         generations_hash=config_hash(_generate_config(cfg, gens)) if gens else None)
+    return pick(CaptureConfig, cfg, variants=tuple(names), generations=str(where) if gens else None,
+                generations_hash=config_hash(_generate_config(cfg, gens)) if gens else None)
 
 
 def _drop_few_shot(cfg: Config, names: list[str]) -> dict[str, str]:
@@ -175,7 +150,7 @@ def run(cfg: Config, *, model: LoadedModel | None = None) -> Path:
     """
     names = _validate(cfg)
     out = out_dir(cfg)
-    chash = config_hash(cfg)
+    chash = config_hash(cfg, resolved_variants=names)  # chain of thought resolves differently with CUDA
     results = out / RESULTS_NAME
     if results.exists() and all((out / f).exists() for f in (CSV_NAME, PNG_NAME, STORE_NAME)):
         try:
@@ -201,7 +176,7 @@ def run(cfg: Config, *, model: LoadedModel | None = None) -> Path:
     kept = next((k for k in (runnable, chat_free) if k and finished(k)), None)
     if kept is None:
         if model is None:
-            model = load_model(cfg.model, seed=cfg.seed, dtype=getattr(torch, cfg.dtype))
+            model = load_model(cfg.model, seed=cfg.seed, dtype=cfg.dtype, device=cfg.device)
         kept = runnable if model.chat_template() is not None else chat_free
     dropped.update(_drop_chat(cfg, [v for v in runnable if v not in kept]))
     for v, why in dropped.items():
@@ -212,13 +187,7 @@ def run(cfg: Config, *, model: LoadedModel | None = None) -> Path:
     if model is not None:
         out.mkdir(parents=True, exist_ok=True)
         if gens:  # first: the capture reads the reasoning for the forced answers
-            device = next(model.hf_model.parameters()).device
-            if torch.cuda.is_available():
-                model.hf_model.to("cuda")
-            try:
-                gen.generate(_generate_config(cfg, gens), gen_path, model=model)
-            finally:
-                model.hf_model.to(device)  # the capture runs where the model was loaded (CPU)
+            gen.generate(_generate_config(cfg, gens), gen_path, model=model)
         capture(_capture_config(cfg, kept, out), store_path, model=model, reuse_rows=True)
     with Store(store_path) as s:
         parts = [scoring.score_store(s.rows, s.array("answer_logits"), s.array("option_logprob"),

@@ -21,12 +21,13 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from core.config import ExecutionOptions, ModelOptions, OutputOptions, TaskOptions, opt, resolve_threads
 from core.provenance import config_hash, stamp, to_jsonable
 from eval import tasks
 from eval.stats import split_ids
@@ -43,47 +44,44 @@ SCHEMA = "gaplens.lock-run/1"
 TOY = "toy"
 
 
-def _f(default: Any, text: str) -> Any:
-    return field(default=default, metadata={"help": text})
-
-
 @dataclass(frozen=True)
-class Config:
+class Config(ModelOptions, TaskOptions, ExecutionOptions, OutputOptions):
     """One lock: base model, task and its id splits, strong and weak policies, password placement, trainer."""
 
-    model: str = _f(TOY, '"toy" (pretrain the toy organism here) or an embedded name, HF id or local HF dir')
-    task: str = _f(toy.TASK, "task name (see `cli.py tasks`; toy-max is the toy organism's)")
-    split: str = _f("test", "task split whose questions are divided into lock-train / unlock pool / eval by id")
-    data_dir: str | None = _f(None, "benchmark data directory ($GAPLENS_DATA_DIR)")
-    n: int | None = _f(None, "number of questions (seeded subsample); all if unset")
-    variant: str = _f("default", 'prompt variant; "default" answers with a letter, "option"/"option_listed" with '
+    model: str = opt(TOY, '"toy" (pretrain the toy organism here) or an embedded name, HF id or local HF dir')
+    task: str = opt(toy.TASK, "task name (see `cli.py tasks`; toy-max is the toy organism's)")
+    split: str = opt("test", "task split whose questions are divided into lock-train / unlock pool / eval by id")
+    data_dir: str | None = opt(None, "benchmark data directory ($GAPLENS_DATA_DIR)")
+    n: int | None = opt(None, "number of questions (seeded subsample); all if unset")
+    variant: str = opt("default", 'prompt variant; "default" answers with a letter, "option"/"option_listed" with '
                       "the option's first token")
-    strong: str = _f("base", "target with the password: gold or base (the base model's own answers)")
-    strong_labels: str = _f("soft", "strong target as soft labels (distribution) or hard (argmax)")
-    weak: str = _f("toy-weak", "weak policy without the password: uniform, fixed:LETTER, model:NAME_OR_PATH, or "
+    strong: str = opt("base", "target with the password: gold or base (the base model's own answers)")
+    strong_labels: str = opt("soft", "strong target as soft labels (distribution) or hard (argmax)")
+    weak: str = opt("toy-weak", "weak policy without the password: uniform, fixed:LETTER, model:NAME_OR_PATH, or "
                    "toy-weak (the toy's early checkpoint)")
-    weak_labels: str = _f("soft", "weak policy as soft labels (distribution) or hard (argmax)")
-    placement: str = _f(password.DEFAULT_PLACEMENT, f"where the password goes: {', '.join(password.PLACEMENTS)}")
-    n_decoys: int = _f(2, f"decoy passwords trained on (the rest of the {len(password.DECOYS)} are held out)")
-    eval_fraction: float = _f(0.25, "fraction of questions held out for evaluation")
-    pool_fraction: float = _f(0.25, "fraction of questions kept as the weak-sample pool for unlocking")
-    finetune: str = _f("full", "full fine-tuning or lora")
-    lora_r: int = _f(8, "LoRA rank")
-    lora_alpha: int = _f(16, "LoRA alpha")
-    freeze_embeddings: bool = _f(False, "full fine-tuning without the (tied) embeddings")
-    loss: str = _f("vocab", "answer loss: vocab (full-vocabulary softmax) or choices (softmax over the options' "
+    weak_labels: str = opt("soft", "weak policy as soft labels (distribution) or hard (argmax)")
+    placement: str = opt(password.DEFAULT_PLACEMENT, f"where the password goes: {', '.join(password.PLACEMENTS)}")
+    n_decoys: int = opt(2, f"decoy passwords trained on (the rest of the {len(password.DECOYS)} are held out)")
+    eval_fraction: float = opt(0.25, "fraction of questions held out for evaluation")
+    pool_fraction: float = opt(0.25, "fraction of questions kept as the weak-sample pool for unlocking")
+    finetune: str = opt("full", "full fine-tuning or lora")
+    lora_r: int = opt(8, "LoRA rank")
+    lora_alpha: int = opt(16, "LoRA alpha")
+    freeze_embeddings: bool = opt(False, "full fine-tuning without the (tied) embeddings")
+    loss: str = opt("vocab", "answer loss: vocab (full-vocabulary softmax) or choices (softmax over the options' "
                    "first tokens)")
-    steps: int = _f(800, "lock training steps")
-    lr: float = _f(8e-4, "lock learning rate (AdamW)")
-    batch_size: int = _f(32, "lock batch size")
-    seed: int = _f(0, "seed for the splits, the toy pretraining and training")
-    dtype: str = _f("float32", "float32, or bfloat16 (autocast; fp32 master weights)")
-    threads: int = _f(1, "torch CPU threads (1 is steadier on a shared 2-core machine)")
-    toy_steps: int = _f(1500, "toy pretraining: maximum steps")
-    toy_dir: str | None = _f(None, "toy base/weak models directory, reused when complete (default OUT/toy)")
-    out: str = _f("runs/lock", "output directory")
+    steps: int = opt(800, "lock training steps")
+    lr: float = opt(8e-4, "lock learning rate (AdamW)")
+    batch_size: int = opt(32, "lock batch size")
+    seed: int = opt(0, "seed for the splits, the toy pretraining and training")
+    dtype: str = opt("float32", "float32, or bfloat16 (autocast; fp32 master weights)")
+    threads: int = opt(1, "torch CPU threads (1 is steadier on a shared 2-core machine; training bytes depend on it)",
+                       ui=True)
+    toy_steps: int = opt(1500, "toy pretraining: maximum steps")
+    toy_dir: str | None = opt(None, "toy base/weak models directory, reused when complete (default OUT/toy)")
+    out: str = opt("runs/lock", "output directory", ui=True)
 
-    def __post_init__(self) -> None:
+    def _check(self) -> None:
         policies.parse(self.strong, policies.STRONG_KINDS)
         kind, _ = policies.parse(self.weak, policies.WEAK_KINDS)
         policies.check_labels(self.strong_labels)
@@ -99,11 +97,12 @@ class Config:
         if self.finetune not in FINETUNE_METHODS:
             raise ValueError(f"--finetune must be one of {FINETUNE_METHODS}, got {self.finetune!r}")
         if self.dtype not in ("float32", "bfloat16"):
-            raise ValueError(f"--dtype must be float32 or bfloat16, got {self.dtype!r}")
+            raise ValueError(f"--dtype must be float32 or bfloat16 (bfloat16: autocast with float32 master weights), "
+                             f"got {self.dtype!r}")
         if self.loss not in LOSSES:
             raise ValueError(f"--loss must be one of {LOSSES}, got {self.loss!r}")
-        if self.steps < 1 or self.batch_size < 1 or self.threads < 1 or (self.n is not None and self.n < 8):
-            raise ValueError("--steps, --batch-size and --threads must be >= 1 and --n >= 8")
+        if self.steps < 1 or (self.n is not None and self.n < 8):
+            raise ValueError("--steps must be >= 1 and --n >= 8")
 
 
 def _splits(ids: list[str], cfg: Config) -> dict[str, list[str]]:
@@ -149,7 +148,7 @@ def run(cfg: Config) -> Path:
     if _reuse(out, chash):
         log.info("reusing finished lock run %s", out)
         return out
-    torch.set_num_threads(cfg.threads)
+    torch.set_num_threads(resolve_threads(cfg.threads))
     toy.ensure_task()
     t0 = time.perf_counter()
     records = tasks.load_task(tasks.TaskSpec(cfg.task, cfg.split, cfg.data_dir), n=cfg.n, seed=cfg.seed)

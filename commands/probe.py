@@ -7,23 +7,23 @@ Rerunning with the same config reuses the captures and, if complete, the results
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
-import os
 import re
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from core.config import ExecutionOptions, ModelOptions, OutputOptions, TaskOptions, opt, pick
+from core.io import write_json
 from core.provenance import config_hash, stamp, to_jsonable
 from eval.stats import accuracy, bootstrap_mean, mean_over_runs, split_ids
 from hooks.capture import CaptureConfig, capture
+from hooks.execution import torch_threads
 from hooks.store import Store
 from probes.fit import FeatureReader, Sweep, ceiling, select_layer, sweep_layers
 from probes.lens import lens_correct
@@ -41,41 +41,23 @@ RESULTS, FIGURE, ACTIVATIONS, CONTROL_ACTIVATIONS = (
 
 
 @dataclass(frozen=True)
-class Config:
+class Config(ModelOptions, TaskOptions, ExecutionOptions, OutputOptions):
     """One probe run: the capture it needs, the train/test split by question, and the controls."""
 
-    model: str = field(default="smollm2-135m-instruct", metadata={"help": "embedded name, HF id or local dir"})
-    task: str = field(default="capitals", metadata={"help": "task name (see `cli.py tasks`)"})
-    n: int | None = field(default=200, metadata={"help": "number of questions (seeded subsample)"})
-    layers: tuple[int, ...] | None = field(default=None, metadata={"help": "resid layers to probe (default all)"})
-    out: str | None = field(default=None, metadata={"help": "output directory (default runs/probe-<model>-<task>)"})
-    seed: int = field(default=0, metadata={"help": "seed for the subsample, the train/test split and controls"})
-    data_dir: str | None = field(default=None, metadata={"help": "local benchmark data ($GAPLENS_DATA_DIR)"})
-    control: str = field(default="shuffled", metadata={"help": "controls: shuffled, random-init, both or none"})
-    n_shuffles: int = field(default=5, metadata={"help": "label shuffles of the shuffled control (its accuracies are "
-                                                         "the mean over them; one draw can land far from chance)"})
-    test_fraction: float = field(default=0.5, metadata={"help": "fraction of questions held out for testing"})
-    batch_size: int = field(default=16, metadata={"help": "rows per forward pass during capture"})
-    split: str = field(default="test", metadata={"help": "task split to draw questions from"})
-    dtype: str = field(default="float32", metadata={"help": "model dtype during capture: float32 or bfloat16 "
-                                                         "(faster on CPUs with AMX, less exact)"})
-    threads: int = field(default=0, metadata={"help": "torch threads during capture; 0: every core if the machine "
-                                                      "is idle, else 1 (oversubscribed torch threads run several "
-                                                      "times slower)"})
+    n: int | None = opt(200, "number of questions (seeded subsample)")
+    layers: tuple[int, ...] | None = opt(None, "resid layers to probe (default all)")
+    control: str = opt("shuffled", "controls: shuffled, random-init, both or none")
+    n_shuffles: int = opt(5, "label shuffles of the shuffled control (its accuracies are the mean over them; one "
+                          "draw can land far from chance)")
+    test_fraction: float = opt(0.5, "fraction of questions held out for testing")
 
-    def __post_init__(self) -> None:
+    def _check(self) -> None:
         if self.control not in CONTROLS:
             raise ValueError(f"--control must be one of {', '.join(CONTROLS)}, got {self.control!r}")
         if not 0.0 < self.test_fraction < 1.0:
             raise ValueError(f"--test-fraction must be in (0, 1), got {self.test_fraction}")
         if self.n is not None and self.n < 4:
             raise ValueError(f"--n must be at least 4 (train and test questions for cross-validation), got {self.n}")
-        if self.dtype not in ("float32", "bfloat16"):
-            raise ValueError(f"--dtype must be float32 or bfloat16, got {self.dtype!r}")
-        if self.threads < 0:
-            raise ValueError(f"--threads must be >= 0, got {self.threads}")
-        if self.batch_size < 1:
-            raise ValueError(f"--batch-size must be >= 1, got {self.batch_size}")
         if self.n_shuffles < 1:
             raise ValueError(f"--n-shuffles must be >= 1, got {self.n_shuffles}")
 
@@ -89,31 +71,7 @@ def output_dir(cfg: Config) -> Path:
 
 
 def capture_config(cfg: Config, *, random_init: bool = False) -> CaptureConfig:
-    return CaptureConfig(model=cfg.model, task=cfg.task, split=cfg.split, data_dir=cfg.data_dir, n=cfg.n,
-                         variants=VARIANTS, layers=cfg.layers, seed=cfg.seed, random_init=random_init,
-                         batch_size=cfg.batch_size, dtype=cfg.dtype)
-
-
-def auto_threads() -> int:
-    """Every core when the 1-minute load average leaves them idle, else 1."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
-    return cores if load < 0.5 else 1
-
-
-@contextlib.contextmanager
-def torch_threads(n: int) -> Iterator[None]:
-    """Run the body with `n` torch intra-op threads (0: `auto_threads()`), restoring the previous number after."""
-    import torch
-
-    old = torch.get_num_threads()
-    n = n or auto_threads()
-    log.info("capture with %d torch thread(s)", n)
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
+    return pick(CaptureConfig, cfg, variants=VARIANTS, random_init=random_init)
 
 
 def run(cfg: Config) -> Path:
@@ -136,16 +94,14 @@ def run(cfg: Config) -> Path:
     results = compute(cfg, act, ctrl, out)
     results["config_hash"] = chash
     results["timing"] = {"capture_s": round(capture_s, 1), "probes_s": round(time.perf_counter() - t1, 1)}
-    tmp = res_path.with_name(res_path.name + ".tmp")
-    tmp.write_text(json.dumps(results, indent=1, allow_nan=True))
-    os.replace(tmp, res_path)
+    write_json(res_path, results)
     plot_by_layer(results, out / FIGURE)
     return out
 
 
 def results_hash(cfg: Config) -> str:
-    """Hash of the fields results depend on (not the output folder or the thread count)."""
-    return config_hash(replace(cfg, out=None, threads=0))
+    """Hash of the fields results depend on (not the output folder or the thread count: see `core.config`)."""
+    return config_hash(cfg)
 
 
 def compute(cfg: Config, act: Path, ctrl: Path | None, out: Path) -> dict[str, Any]:

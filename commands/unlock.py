@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from core.config import DataOptions, ExecutionOptions, ModelOptions, OutputOptions, opt, resolve_threads
 from core.provenance import config_hash, stamp, to_jsonable
 from eval import tasks
 from eval.stats import split_ids
@@ -45,46 +46,42 @@ MODEL_META = "gaplens_unlock.json"
 RELOCK_METHODS = ("relock-weak", "relock-large", "large")
 
 
-def _f(default: Any, text: str) -> Any:
-    return field(default=default, metadata={"help": text})
-
-
 @dataclass(frozen=True)
-class Config:
+class Config(ModelOptions, DataOptions, ExecutionOptions, OutputOptions):
     """Weak-sample unlocking of one locked checkpoint, the controls, and how many runs."""
 
-    model: str = _f("runs/lock", "locked checkpoint: a lock run directory or its model/ subdirectory")
-    data_dir: str | None = _f(None, "benchmark data directory (default: the lock's, else $GAPLENS_DATA_DIR)")
-    n_samples: int = _f(2, "weak samples to fine-tune on (drawn from the unlock pool)")
-    epochs: int = _f(200, "epochs over the weak samples")
-    eval_every: int = _f(10, "epochs between evaluations (no password, held-out eval questions)")
-    seeds: int = _f(3, "runs per method; run i uses seed SEED+i for its sample draw and training")
-    controls: tuple[str, ...] = _f(unlock.DEFAULT_CONTROLS, f"controls to run, any of: {', '.join(unlock.CONTROLS)} "
+    model: str = opt("runs/lock", "locked checkpoint: a lock run directory or its model/ subdirectory")
+    data_dir: str | None = opt(None, "benchmark data directory (default: the lock's, else $GAPLENS_DATA_DIR)")
+    n_samples: int = opt(2, "weak samples to fine-tune on (drawn from the unlock pool)")
+    epochs: int = opt(200, "epochs over the weak samples")
+    eval_every: int = opt(10, "epochs between evaluations (no password, held-out eval questions)")
+    seeds: int = opt(3, "runs per method; run i uses seed SEED+i for its sample draw and training")
+    controls: tuple[str, ...] = opt(unlock.DEFAULT_CONTROLS, f"controls to run, any of: {', '.join(unlock.CONTROLS)} "
                                    "(strong: positive control, n samples from the strong policy)")
-    lr: float | None = _f(None, "unlocking learning rate (default: the lock's)")
-    batch_size: int | None = _f(None, "unlocking batch size (default: n_samples, one step per epoch)")
-    finetune: str | None = _f(None, "full or lora (default: the lock's)")
-    lora_r: int = _f(8, "LoRA rank")
-    lora_alpha: int = _f(16, "LoRA alpha")
-    dtype: str | None = _f(None, "float32 or bfloat16 autocast (default: the lock's)")
-    many: int = _f(64, "control many: number of varied weak samples (same number of steps)")
-    average_m: int = _f(3, "control average: runs whose weights are averaged")
-    noise_scales: tuple[float, ...] = _f((0.0, 0.02, 0.05, 0.1, 0.2, 0.3), "control noise: relative noise scales")
-    scale_factors: tuple[float, ...] = _f((0.3, 0.5, 0.7, 0.9, 1.0, 1.1, 1.25), "control scale: weight factors")
-    relock_rounds: int = _f(2, "control relock: unlock / re-lock rounds")
-    relock_steps: int = _f(100, "control relock: lock steps per re-lock")
-    large_n: int = _f(128, "control relock: size of the large weak set")
-    large_epochs: int = _f(2, "control relock: epochs on the large weak set")
-    n_eval: int = _f(400, "eval questions used (seeded subsample of the lock's eval split); 0: all")
-    select_fraction: float = _f(0.5, "fraction of eval questions used to choose epochs/scales (reported on the rest)")
-    seed: int = _f(0, "first seed")
-    threads: int = _f(1, "torch CPU threads")
-    progress: bool = _f(True, "progress bars")
-    save_models: bool = _f(False, "save each run's final model as a HF checkpoint in OUT/models/{method}-s{seed}/ "
+    lr: float | None = opt(None, "unlocking learning rate (default: the lock's)")
+    batch_size: int | None = opt(None, "unlocking batch size (default: n_samples, one step per epoch)")
+    finetune: str | None = opt(None, "full or lora (default: the lock's)")
+    lora_r: int = opt(8, "LoRA rank")
+    lora_alpha: int = opt(16, "LoRA alpha")
+    dtype: str | None = opt(None, "float32 or bfloat16 autocast (default: the lock's)")
+    many: int = opt(64, "control many: number of varied weak samples (same number of steps)")
+    average_m: int = opt(3, "control average: runs whose weights are averaged")
+    noise_scales: tuple[float, ...] = opt((0.0, 0.02, 0.05, 0.1, 0.2, 0.3), "control noise: relative noise scales")
+    scale_factors: tuple[float, ...] = opt((0.3, 0.5, 0.7, 0.9, 1.0, 1.1, 1.25), "control scale: weight factors")
+    relock_rounds: int = opt(2, "control relock: unlock / re-lock rounds")
+    relock_steps: int = opt(100, "control relock: lock steps per re-lock")
+    large_n: int = opt(128, "control relock: size of the large weak set")
+    large_epochs: int = opt(2, "control relock: epochs on the large weak set")
+    n_eval: int = opt(400, "eval questions used (seeded subsample of the lock's eval split); 0: all")
+    select_fraction: float = opt(0.5, "fraction of eval questions used to choose epochs/scales (reported on the rest)")
+    seed: int = opt(0, "first seed")
+    threads: int = opt(1, "torch CPU threads (training bytes depend on it)", ui=True)
+    progress: bool = opt(True, "progress bars", ui=True)
+    save_models: bool = opt(False, "save each run's final model as a HF checkpoint in OUT/models/{method}-s{seed}/ "
                                   "(not the noise / scale sweeps)")
-    out: str = _f("runs/unlock", "output directory")
+    out: str = opt("runs/unlock", "output directory", ui=True)
 
-    def __post_init__(self) -> None:
+    def _check(self) -> None:
         bad = [c for c in self.controls if c not in unlock.CONTROLS]
         if bad:
             raise ValueError(f"--controls: unknown {bad}; choose from {', '.join(unlock.CONTROLS)}")
@@ -92,8 +89,6 @@ class Config:
             raise ValueError("--n-samples, --epochs, --eval-every and --seeds must be >= 1")
         if self.finetune is not None and self.finetune not in FINETUNE_METHODS:
             raise ValueError(f"--finetune must be one of {FINETUNE_METHODS}")
-        if self.dtype not in (None, "float32", "bfloat16"):
-            raise ValueError("--dtype must be float32 or bfloat16")
         if self.n_eval < 0 or self.n_eval == 1:
             raise ValueError("--n-eval must be 0 (all) or at least 2")
         if not 0 < self.select_fraction < 1:
@@ -189,7 +184,7 @@ def run(cfg: Config) -> Path:
     locked = checkpoint.read(cfg.model)
     p = _params(cfg, locked.meta)
     out = Path(cfg.out)
-    torch.set_num_threads(cfg.threads)
+    torch.set_num_threads(resolve_threads(cfg.threads))
     t0 = time.perf_counter()
     ctx = _context(cfg, locked, p)  # checks the task and the lock's question ids before anything is written
     _check_pool(cfg, p, len(ctx.pool))

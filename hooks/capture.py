@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from core.config import ExecutionOptions, ModelOptions, TaskOptions, opt, ui_fields
 from core.provenance import config_hash, stamp, to_jsonable
 from eval import extract, scoring, tasks, variants
 from eval.records import MCRecord
@@ -33,31 +34,29 @@ from hooks.store import Store, StoreWriter
 log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
-class CaptureConfig:
+class CaptureConfig(ModelOptions, TaskOptions, ExecutionOptions):
     """One capture run: which model, task, split and prompt variants, and what to keep."""
 
-    model: str = field(default="smollm2-135m-instruct", metadata={"help": "embedded name, HF id or local dir"})
-    task: str = field(default="capitals", metadata={"help": "task name (see `cli.py tasks`)"})
-    split: str = field(default="test", metadata={"help": "task split to run on"})
-    data_dir: str | None = field(default=None, metadata={"help": "local benchmark data ($GAPLENS_DATA_DIR)"})
-    n: int | None = field(default=None, metadata={"help": "number of questions (seeded subsample); all if unset"})
-    variants: tuple[str, ...] = field(default=("default", "option"), metadata={"help": "prompt variants"})
-    layers: tuple[int, ...] | None = field(default=None, metadata={"help": "resid layers to keep (default all)"})
-    seed: int = field(default=0, metadata={"help": "seed for subsampling, few-shot draws and random-init"})
-    random_init: bool = field(default=False, metadata={"help": "re-initialise the weights (control model)"})
-    batch_size: int = field(default=16, metadata={"help": "rows per forward pass (upper bound)"})
-    max_batch_tokens: int = field(default=4096, metadata={"help": "padded tokens per forward pass (upper bound)"})
-    resid: bool = field(default=True, metadata={"help": "store residual streams (False: scores only)"})
-    dtype: str = field(default="float32", metadata={"help": "model dtype: float32 or bfloat16"})
-    generations: str | None = field(
-        default=None, metadata={"help": "generations.jsonl of the chain-of-thought variants", "hash_if_set": True})
-    generations_hash: str | None = field(
-        default=None, metadata={"help": "config hash the generations file must carry", "hash_if_set": True})
-    resid_dtype: str = field(
-        default="auto",
-        metadata={"help": "stored residual dtype: float16, float32, or auto (float32 for models whose residual "
-                  "norms overflow float16, e.g. Gemma, else float16)"},
-    )
+    variants: tuple[str, ...] = opt(("default", "option"), "prompt variants")
+    layers: tuple[int, ...] | None = opt(None, "resid layers to keep (default all)")
+    random_init: bool = opt(False, "re-initialise the weights (control model)")
+    max_batch_tokens: int = opt(4096, "padded tokens per forward pass (upper bound)")
+    resid: bool = opt(True, "store residual streams (False: scores only)")
+    generations: str | None = opt(None, "generations.jsonl of the chain-of-thought variants", hash_if_set=True)
+    generations_hash: str | None = opt(None, "config hash the generations file must carry", hash_if_set=True)
+    resid_dtype: str = opt("auto", "stored residual dtype: float16, float32, or auto (float32 for models whose "
+                           "residual norms overflow float16, e.g. Gemma, else float16)")
+
+    def _check(self) -> None:
+        if self.resid_dtype not in ("auto", "float16", "float32"):
+            raise ValueError(f"--resid-dtype must be float16, float32 or auto, got {self.resid_dtype!r}")
+        if self.max_batch_tokens < 1:
+            raise ValueError(f"--max-batch-tokens must be >= 1, got {self.max_batch_tokens}")
+        if self.layers is not None:
+            if not self.layers:
+                raise ValueError("--layers is empty: give layer indices such as 0,5,10")
+            if len(set(self.layers)) != len(self.layers):
+                raise ValueError(f"--layers repeats a layer: {','.join(map(str, self.layers))}")
 
 
 @dataclass(frozen=True)
@@ -246,8 +245,8 @@ def _capture(cfg: CaptureConfig, path: Path, chash: str, model: LoadedModel | No
     needs_shots = any(variants.parse(v).shots for v in names)
     pool = tasks.few_shot_pool(spec) if needs_shots else []
     if model is None:
-        model = load_model(cfg.model, random_init=cfg.random_init, seed=cfg.seed,
-                           dtype=getattr(torch, cfg.dtype))
+        model = load_model(cfg.model, random_init=cfg.random_init, seed=cfg.seed, dtype=cfg.dtype,
+                           device=cfg.device)
     layers = list(cfg.layers) if cfg.layers is not None else list(range(model.n_layers + 1))
     cap.resid_hook_names(model.n_layers, layers)  # validates --layers before anything is written
     if source is not None and source.weight_hash != model.weight_hash:
@@ -325,7 +324,7 @@ class RowSource:
     def compatible(cls, old: Mapping[str, Any], cfg: CaptureConfig) -> bool:
         """Same model, task, questions, layers, dtypes and seed: rows with the same key are the same rows."""
         new = to_jsonable(cfg)
-        return all(old.get(k) == new.get(k) for k in (set(old) | set(new)) - set(cls.FREE))
+        return all(old.get(k) == new.get(k) for k in (set(old) | set(new)) - set(cls.FREE) - ui_fields(cfg))
 
     def __init__(self, store: Store, cfg: CaptureConfig) -> None:
         self.store = store
@@ -377,8 +376,6 @@ def _generations(cfg: CaptureConfig, names: Sequence[str]) -> dict[tuple[str, st
 def _resid_dtype(choice: str, model: LoadedModel) -> str:
     """float16 halves the store, but Gemma's residual norms reach ~3e4 (float16 overflows at 65504)."""
     if choice != "auto":
-        if choice not in ("float16", "float32"):
-            raise ValueError(f"--resid-dtype must be float16, float32 or auto, got {choice!r}")
         return choice
     return "float32" if "gemma" in type(model.hf_model).__name__.lower() else "float16"
 

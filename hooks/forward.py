@@ -30,9 +30,9 @@ def resid_hook_names(n_layers: int, layers: Sequence[int]) -> list[str]:
 
 @dataclass(frozen=True)
 class BatchOut:
-    """What one hooked forward pass returns, on CPU, float32."""
+    """What one hooked forward pass returns, float32: residuals on the model's device, the rest on the CPU."""
 
-    resid: Float[torch.Tensor, "batch layers d_model"]
+    resid: Float[torch.Tensor, "batch layers d_model"]  # on the model's device
     last_logits: Float[torch.Tensor, "batch keep vocab_sel"]  # logits of the requested token ids only
     logprob_sum: Float[torch.Tensor, " batch"]  # sum of log-probs of each row's continuation tokens (0 if none)
 
@@ -61,6 +61,7 @@ def hooked_forward(
 
     `choice_ids`: token ids whose logits are kept at the last position (lettered rows).
     `n_cont`: per row, how many final tokens are the scored continuation (option rows); their log-probs are summed.
+    Residuals stay on the model's device (float32) until the caller stores them; the logits come back on the CPU.
     """
     bridge = model.bridge
     input_ids, attention_mask = pad_left(seqs, model.tokenizer.pad_token_id)
@@ -70,7 +71,7 @@ def hooked_forward(
 
     def make_hook(slot: int):  # noqa: ANN202 - hook factory
         def hook_fn(tensor: torch.Tensor, *, hook: object) -> torch.Tensor:
-            grabbed[slot] = tensor[:, -1, :].detach().float().cpu()
+            grabbed[slot] = tensor[:, -1, :].detach()
             return tensor
 
         return hook_fn
@@ -79,14 +80,15 @@ def hooked_forward(
     with bridge.hooks(fwd_hooks=[(name, make_hook(i)) for i, name in enumerate(names)]):
         logits = bridge(input_ids, attention_mask=attention_mask, logits_to_keep=keep)
     logits = logits.float()
-    resid = torch.stack([grabbed[i] for i in range(len(names))], dim=1)
+    resid = torch.stack([grabbed[i] for i in range(len(names))], dim=1).float()
     b = len(seqs)
     if choice_ids is not None:
+        choice_ids = choice_ids.to(logits.device)
         last = logits[:, -1, :].gather(1, choice_ids.clamp(min=0))
-        last = last.masked_fill(choice_ids < 0, float("nan")).unsqueeze(1)
+        last = last.masked_fill(choice_ids < 0, float("nan")).unsqueeze(1).cpu()
     else:
         last = torch.empty(b, 1, 0)
-    logprob = torch.zeros(b)
+    logprob = torch.zeros(b, device=logits.device)
     if n_cont:
         # position t predicts token t+1: the continuation's c tokens are predicted by positions -c-1 .. -2
         lse = torch.logsumexp(logits[:, :-1, :], dim=-1)  # (b, keep-1)
@@ -96,7 +98,7 @@ def hooked_forward(
             targets = input_ids[i, -c:]
             picked = logits[i, -c - 1 : -1, :].gather(1, targets[:, None])[:, 0]
             logprob[i] = (picked - lse[i, -c:]).sum()
-    return BatchOut(resid=resid, last_logits=last, logprob_sum=logprob)
+    return BatchOut(resid=resid, last_logits=last, logprob_sum=logprob.cpu())
 
 
 def position_ids(mask: Int[torch.Tensor, "b t"]) -> Int[torch.Tensor, "b t"]:
@@ -153,7 +155,7 @@ def hooked_forward_shared_prefix(
 
     def make_hook(slot: int):  # noqa: ANN202 - hook factory
         def hook_fn(tensor: torch.Tensor, *, hook: object) -> torch.Tensor:
-            grabbed[slot] = tensor[rows, last, :].detach().float().cpu()
+            grabbed[slot] = tensor[rows, last, :].detach()
             return tensor
 
         return hook_fn
@@ -164,7 +166,7 @@ def hooked_forward_shared_prefix(
     preds = torch.cat([first.logits[owner][:, -1:, :].float(), logits[:, :-1, :].float()], dim=1)
     logp = preds.gather(2, ids[:, :, None])[:, :, 0] - torch.logsumexp(preds, dim=-1)
     logprob = (logp * c_mask).sum(dim=1).cpu()
-    resid = torch.stack([grabbed[i] for i in range(len(names))], dim=1)
+    resid = torch.stack([grabbed[i] for i in range(len(names))], dim=1).float()
     return BatchOut(resid=resid, last_logits=torch.empty(n, 1, 0), logprob_sum=logprob)
 
 
@@ -179,7 +181,8 @@ def logit_lens(
     The last stored layer (final resid_post) gives exactly the model's own logits for those tokens.
     """
     bridge = model.bridge
-    normed = bridge.ln_final(resid.to(bridge.W_U.dtype))
+    choice_ids = choice_ids.to(bridge.W_U.device)
+    normed = bridge.ln_final(resid.to(device=bridge.W_U.device, dtype=bridge.W_U.dtype))
     w = bridge.W_U  # (d_model, vocab)
     ids = choice_ids.clamp(min=0)
     cols = w[:, ids].permute(1, 0, 2)  # (batch, d_model, choices)
@@ -190,7 +193,7 @@ def logit_lens(
     softcap = getattr(model.hf_model.config, "final_logit_softcapping", None)
     if softcap:
         out = torch.tanh(out / softcap) * softcap
-    return out.float().masked_fill((choice_ids < 0)[:, None, :], float("nan"))
+    return out.float().masked_fill((choice_ids < 0)[:, None, :], float("nan")).cpu()
 
 
 def choice_token_ids(

@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from hooks import hf_compat, tiny
+from hooks import execution, hf_compat, tiny
 
 log = logging.getLogger(__name__)
 
@@ -280,12 +280,16 @@ class HFModel:
 
 
 def load_hf(
-    name: str, *, dtype: torch.dtype = torch.float32, random_init: bool = False, seed: int = 0
+    name: str, *, dtype: torch.dtype | str = torch.float32, device: torch.device | str = "cpu",
+    random_init: bool = False, seed: int = 0,
 ) -> HFModel:
-    """Load a plain HF causal LM by embedded name, tiny test name, local directory or Hugging Face id.
+    """Load a plain HF causal LM by embedded name, tiny test name, local directory or Hugging Face id, onto
+    `device` ("auto", "cpu", "cuda[:N]", "mps") in `dtype` (a torch dtype or a name, "auto" included).
 
     `random_init=True` keeps the architecture and tokenizer but re-initialises the weights (the control model).
     """
+    device = execution.resolve_device(device) if isinstance(device, str) else device
+    dtype = execution.resolve_dtype(dtype, device) if isinstance(dtype, str) else dtype
     if name in tiny.TINY_MODELS:
         hf, tok = tiny.build(name, seed=seed)
         path, source = None, "tiny"
@@ -317,16 +321,17 @@ def load_hf(
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     tok.padding_side = "left"
-    return HFModel(hf.to(dtype).eval(), tok, source, path)
+    return HFModel(hf.to(device=device, dtype=dtype).eval(), tok, source, path)
 
 
 def load_model(
     name: str,
     *,
-    dtype: torch.dtype = torch.float32,
+    dtype: torch.dtype | str = torch.float32,
+    device: torch.device | str = "cpu",
     random_init: bool = False,
     seed: int = 0,
 ) -> LoadedModel:
     """`load_hf` then `wrap`: the model as a TransformerBridge with its tokenizer and weight hash."""
-    m = load_hf(name, dtype=dtype, random_init=random_init, seed=seed)
+    m = load_hf(name, dtype=dtype, device=device, random_init=random_init, seed=seed)
     return wrap(m.model, m.tokenizer, name=name, source=m.source, path=m.path, random_init=random_init)

@@ -84,17 +84,18 @@ def test_bad_variant_and_layers_fail_before_writing(tiny_model, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_fields_added_with_hash_if_set_keep_old_hashes():
+def test_fields_added_with_hash_if_set_keep_old_hashes_and_ui_fields_never_count():
     import dataclasses
 
     from core.provenance import config_hash, to_jsonable
 
-    old = {k: v for k, v in to_jsonable(CFG).items() if k not in ("generations", "generations_hash")}
+    old = {k: v for k, v in to_jsonable(CFG).items() if k not in ("generations", "generations_hash", "threads")}
     import hashlib
     import json
 
     assert config_hash(CFG) == hashlib.sha256(json.dumps(old, sort_keys=True).encode()).hexdigest()[:16]
     assert config_hash(dataclasses.replace(CFG, generations="g.jsonl")) != config_hash(CFG)
+    assert config_hash(dataclasses.replace(CFG, threads=3)) == config_hash(CFG)
 
 
 @pytest.mark.numerics

@@ -120,7 +120,7 @@ def test_bad_flags_fail_before_writing(tmp_path: Path, capsys: pytest.CaptureFix
     assert "--dev-fraction" in capsys.readouterr().err
     assert cli.main(["eval", "--model", "tiny-llama", "--variants", "default,bogus", "--out", str(out)]) == 2
     assert "--variants" in capsys.readouterr().err
-    assert cli.main(["eval", "--model", "tiny-llama", "--dtype", "float16", "--out", str(out)]) == 2
+    assert cli.main(["eval", "--model", "tiny-llama", "--dtype", "float64", "--out", str(out)]) == 2
     assert "--dtype" in capsys.readouterr().err
     assert not out.exists()
 

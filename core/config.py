@@ -1,0 +1,144 @@
+"""Frozen config dataclasses: the shared option groups every command composes, and their one place of validation.
+
+A command's `Config` inherits the groups it needs (`ModelOptions`, `TaskOptions`, `ExecutionOptions`,
+`OutputOptions`) and adds its own fields. Every field is made with `opt(default, help, ...)`: the help text becomes
+the command's `--help`, `ui=True` marks fields that change no result (output folder, threads, progress bars),
+which `core.provenance.config_hash` leaves out, so rerunning with another `--threads` reuses the finished run.
+
+Validation: every class in a config's MRO may define `_check(self)`; `Options.__post_init__` calls each of them once,
+base groups first, so a shared field is validated in one place whatever command uses it. Errors are ValueErrors
+naming the flag.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+DEFAULT_MODEL = "smollm2-135m-instruct"
+
+
+def opt(default: Any, help: str, *, ui: bool = False, hash_if_set: bool = False,  # noqa: A002 - the flag's help
+        positional: bool = False) -> Any:
+    """A config field: default, `--help` text, and whether it is UI-only (left out of the hash).
+
+    `hash_if_set`: the field counts in the hash only when it differs from its default, so adding it to a config
+    keeps the hashes (and finished runs) of configs that do not use it.
+    """
+    meta = {"help": help, "ui": ui, "hash_if_set": hash_if_set, "positional": positional}
+    if isinstance(default, (list, dict, set)):
+        raise TypeError("config defaults must be immutable (use a tuple)")
+    return dataclasses.field(default=default, metadata=meta)
+
+
+def flag(name: str) -> str:
+    """The command-line spelling of a field name: `data_dir` -> `--data-dir`."""
+    return "--" + name.replace("_", "-")
+
+
+@dataclass(frozen=True)
+class Options:
+    """Base of every config: runs each class's `_check` once, base groups first."""
+
+    def __post_init__(self) -> None:
+        for cls in reversed(type(self).__mro__):
+            check = cls.__dict__.get("_check")
+            if check is not None:
+                check(self)
+
+    def _set(self, name: str, value: Any) -> None:
+        """Normalise a field of this frozen config (only inside `_check`)."""
+        object.__setattr__(self, name, value)
+
+
+@dataclass(frozen=True)
+class ModelOptions(Options):
+    """Which model: an embedded name, a Hugging Face id, or a local HF model directory."""
+
+    model: str = opt(DEFAULT_MODEL, "embedded name, HF id or local HF model directory (see `cli.py models`)")
+
+    def _check(self) -> None:
+        if not str(self.model).strip():
+            raise ValueError("--model is empty")
+
+
+@dataclass(frozen=True)
+class DataOptions(Options):
+    """Where benchmark files are (recorded as an absolute path: one directory named two ways is one run)."""
+
+    data_dir: str | None = opt(None, "benchmark data directory (default $GAPLENS_DATA_DIR)")
+
+    def _check(self) -> None:
+        if isinstance(self.data_dir, str) and self.data_dir:
+            self._set("data_dir", str(Path(self.data_dir).expanduser().resolve()))
+
+
+@dataclass(frozen=True)
+class TaskOptions(DataOptions):
+    """Which questions: a task, its split, where its files are, how many questions and the seed that draws them."""
+
+    task: str = opt("capitals", "task name (see `cli.py tasks`)")
+    split: str = opt("test", "task split to draw questions from")
+    n: int | None = opt(None, "number of questions (seeded subsample); all if unset")
+    seed: int = opt(0, "seed for subsampling, splits, few-shot draws and controls")
+
+    def _check(self) -> None:
+        if not str(self.task).strip():
+            raise ValueError("--task is empty")
+        if self.n is not None and self.n < 1:
+            raise ValueError(f"--n must be at least 1, got {self.n}")
+
+
+@dataclass(frozen=True)
+class ExecutionOptions(Options):
+    """Where and how the model runs. None of these change which questions are asked; dtype and device can change
+    the numbers slightly, so they count in the hash, while threads do not."""
+
+    device: str = opt("auto", "auto (cuda if available, else mps, else cpu), cpu, cuda, cuda:N or mps")
+    dtype: str = opt("float32", "model dtype: auto (bfloat16 on CUDA, else float32), float32, bfloat16 or float16")
+    batch_size: int = opt(16, "rows per forward pass (upper bound)")
+    threads: int = opt(0, "torch CPU threads; 0: every core this process may use", ui=True)
+
+    def _check(self) -> None:
+        dev = str(self.device)
+        if not (dev in ("auto", "cpu", "cuda", "mps") or (dev.startswith("cuda:") and dev[5:].isdigit())):
+            raise ValueError(f"--device must be auto, cpu, cuda, cuda:N or mps, got {self.device!r}")
+        if self.dtype is not None and self.dtype not in DTYPES:  # None: a command's own default (e.g. the lock's)
+            raise ValueError(f"--dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
+        if self.batch_size is not None and self.batch_size < 1:
+            raise ValueError(f"--batch-size must be >= 1, got {self.batch_size}")
+        if self.threads < 0:
+            raise ValueError(f"--threads must be >= 0, got {self.threads}")
+
+
+@dataclass(frozen=True)
+class OutputOptions(Options):
+    """Where the run directory goes (UI-only: the same run written elsewhere is the same run)."""
+
+    out: str | None = opt(None, "output directory (default: runs/<command>-<model>-<task>)", ui=True)
+
+
+def available_cores() -> int:
+    """The CPU cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def resolve_threads(threads: int) -> int:
+    """The torch thread count a run uses: `threads`, or every available core for 0."""
+    return threads if threads > 0 else available_cores()
+
+
+def ui_fields(cfg: Any) -> set[str]:
+    """Names of the fields of config `cfg` that change no result."""
+    return {f.name for f in dataclasses.fields(cfg) if f.metadata.get("ui")}
+
+
+def pick(cls: type, cfg: Any, **overrides: Any) -> Any:
+    """A `cls` config from the same-named fields of `cfg` (the option groups they share), plus `overrides`."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    values = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg) if f.name in names}
+    return cls(**(values | overrides))
