@@ -16,7 +16,8 @@ _CHUNK = 4_000_000  # max elements of one (replicates x groups) weight block
 
 @dataclass(frozen=True)
 class Estimate:
-    """A point estimate with a two-sided interval: `method` is "wilson", "bootstrap" or "t"."""
+    """A point estimate with a two-sided interval: `method` names the interval ("wilson", "bootstrap", "t"; in
+    `eval.runs` also "bootstrap_nested", "bootstrap_crossed", and "none" for no interval, lo = hi = nan)."""
 
     value: float
     lo: float
@@ -27,6 +28,21 @@ class Estimate:
     def to_dict(self) -> dict[str, float | int | str]:
         """Plain JSON-able dict with keys value, lo, hi, n, method."""
         return asdict(self)
+
+
+def json_safe(x: Any) -> Any:
+    """`x` as plain JSON values: non-finite floats become None, numpy scalars Python ones, tuples lists (recursive)."""
+    if isinstance(x, dict):
+        return {k: json_safe(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [json_safe(v) for v in x]
+    if isinstance(x, bool | np.bool_):
+        return bool(x)
+    if isinstance(x, np.integer):
+        return int(x)
+    if isinstance(x, float | np.floating):
+        return float(x) if np.isfinite(x) else None
+    return x
 
 
 def _check_conf(confidence: float) -> None:
