@@ -38,8 +38,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,16 +46,22 @@ from typing import Any
 import numpy as np
 import torch
 
-from core.config import ExecutionOptions, OutputOptions, TaskOptions, opt, resolve_threads
+from core.config import ExecutionOptions, OutputOptions, TaskOptions, opt, pick, resolve_threads
 from core.provenance import config_hash, stamp, to_jsonable
 from eval import stats, tasks, variants
 from eval.records import MCRecord
-from hooks import forward as cap
-from hooks.models import LoadedModel, load_hf, wrap
-from hooks.store import Store, StoreWriter
-from locking import checkpoint, diff, diff_plots, toy
+from eval.scoring import masked_argmax
+from hooks.capture import CaptureConfig, capture
+from hooks.models import load_hf, wrap
+from hooks.store import Store
+from locking import checkpoint, toy, weights
 from locking import password as pwd
 from locking.io import write_json
+from probes import similarity
+from probes.fit import fit_layer
+from probes.lens import lens_correct
+from probes.targets import Target, probe_scores, question_correct
+from report import diff_figures
 
 log = logging.getLogger(__name__)
 
@@ -181,77 +186,12 @@ def password_placement(placement: str) -> Callable[[variants.Prompt], variants.P
 # --------------------------------------------------------------------------- capture
 
 
-@dataclass(frozen=True)
-class _Row:
-    question_id: str
-    label: int
-    answer_original: int
-    order: tuple[int, ...]
-    ids: tuple[int, ...]
-    choice_ids: tuple[int, ...]
-
-
-def _plan(model: LoadedModel, records: Sequence[MCRecord], spec: variants.VariantSpec, pool: Sequence[MCRecord],
-          place: Callable[[variants.Prompt], variants.Prompt] | None, seed: int) -> list[_Row]:
-    rows = []
-    for rec in records:
-        shots = []
-        if spec.shots:
-            from hooks.capture import _shots  # the capture runner's few-shot draw, so prompts match `cli.py eval`
-
-            shots = _shots(pool, rec, spec.shots, seed)
-        prompt = variants.render(spec, rec, shots)
-        if place is not None:
-            prompt = place(prompt)
-        text = variants.to_text(prompt, model.chat_template())
-        ids = model.tokenizer(text, add_special_tokens=not spec.chat).input_ids
-        choice = cap.choice_token_ids(model, ids, text, prompt.continuations)
-        if len(set(choice)) != len(choice):
-            raise ValueError(f"--variant {spec.name()}: answer symbols do not start with distinct tokens")
-        rows.append(_Row(rec.id, prompt.answer, prompt.order[prompt.answer], prompt.order, tuple(ids), tuple(choice)))
-    return rows
-
-
-def _capture(model: LoadedModel, rows: list[_Row], path: Path, *, chash: str, config: dict[str, Any],
-             prov: dict[str, Any], batch_size: int) -> Path:
-    """Residuals of every layer, answer logits and the logit lens at the answer position into one store."""
-    if path.exists():
-        with Store(path) as s:
-            if s.file.attrs.get("config_hash") == chash:
-                return path
-        path.unlink()
-    rows = sorted(rows, key=lambda r: len(r.ids))
-    max_c = max(len(r.order) for r in rows)
-    order = np.full((len(rows), max_c), -1, dtype=np.int64)
-    for i, r in enumerate(rows):
-        order[i, : len(r.order)] = r.order
-    table = {"question_id": np.array([r.question_id for r in rows], dtype=object),
-             "variant_id": np.array([config["variant"]] * len(rows), dtype=object),
-             "option_index": np.full(len(rows), -1), "label": np.array([r.label for r in rows]),
-             "answer_original": np.array([r.answer_original for r in rows]),
-             "n_choices": np.array([len(r.order) for r in rows]), "n_tokens": np.array([len(r.ids) for r in rows])}
-    layers = list(range(model.n_layers + 1))
-    writer = StoreWriter.open(path, rows=table, order=order, n_layers_stored=len(layers), d_model=model.d_model,
-                              layers=layers, config=config, config_hash=chash, provenance=prov,
-                              block_rows=batch_size, resid_dtype="float32")
-    try:
-        for b in range(writer.n_blocks):
-            if writer.done(b):
-                continue
-            part = rows[writer.block_slice(b)]
-            choice = torch.full((len(part), max_c), -1, dtype=torch.long)
-            for i, r in enumerate(part):
-                choice[i, : len(r.choice_ids)] = torch.tensor(r.choice_ids)
-            res = cap.hooked_forward(model, [r.ids for r in part], layers=layers, choice_ids=choice)
-            writer.write_block(b, {
-                "resid": cap.to_numpy(res.resid).astype(np.float32),
-                "answer_logits": cap.to_numpy(res.last_logits[:, 0]),
-                "lens_logits": cap.to_numpy(cap.logit_lens(model, res.resid, choice)),
-                "option_ntokens": np.zeros(len(part), dtype=np.int32),
-                "option_nchars": np.zeros(len(part), dtype=np.int32)})
-        return writer.finish()
-    finally:
-        writer.close()
+def capture_config(cfg: Config, ckpt: str, pl: Plan, cond: str) -> CaptureConfig:
+    """The capture of one checkpoint under one condition: the plan's questions, the variant scored on each
+    continuation's first token (as the lock trains it), every layer in float32, the password placed for "pw"."""
+    return pick(CaptureConfig, cfg, model=ckpt, n=None, question_ids=tuple(sorted(r.id for r in pl.records)),
+                variants=(pl.variant,), first_token=True, resid_dtype="float32",
+                prompt_transform=f"password:{pl.placement}:{pwd.fingerprint()}" if cond == "pw" else None)
 
 
 @dataclass
@@ -260,6 +200,7 @@ class Acts:
 
     qids: np.ndarray  # (n,)
     labels: np.ndarray  # (n,)
+    n_choices: np.ndarray  # (n,)
     resid: np.ndarray  # (n, layers, d)
     lens: np.ndarray  # (n, layers, choices)
     answer: np.ndarray  # (n, choices)
@@ -269,8 +210,8 @@ def read_acts(path: Path) -> Acts:
     """A diff capture store as arrays, rows in question-id order."""
     with Store(path) as s:
         idx = np.argsort(s.rows["question_id"], kind="stable")
-        return Acts(s.rows["question_id"][idx], s.rows["label"][idx], s.file["resid"][:][idx],
-                    s.array("lens_logits")[idx], s.array("answer_logits")[idx])
+        return Acts(s.rows["question_id"][idx], s.rows["label"][idx], s.rows["n_choices"][idx],
+                    s.resid_rows(idx).astype(np.float32), s.array("lens_logits", idx), s.array("answer_logits", idx))
 
 
 # --------------------------------------------------------------------------- analysis
@@ -299,53 +240,47 @@ def activation_report(acts: dict[tuple[str, str], Acts], ref: str) -> dict[str, 
         out["lens"][lab], out["behaviour"][lab] = {}, {}
         for cond in conds:
             x = acts[lab, cond]
-            lens_pred = np.argmax(np.where(np.isnan(x.lens), -np.inf, x.lens), -1)  # (n, layers)
             out["lens"][lab][cond] = {
-                "accuracy": (lens_pred == x.labels[:, None]).mean(0).tolist(),
+                "accuracy": lens_correct(x.lens, x.labels, x.n_choices).mean(0).tolist(),
                 "gold_prob": _gold_prob(x.lens, x.labels).mean(0).tolist()}
-            correct = np.argmax(np.where(np.isnan(x.answer), -np.inf, x.answer), -1) == x.labels
+            correct = masked_argmax(x.answer, x.n_choices) == x.labels
             out["behaviour"][lab][cond] = stats.accuracy(correct).to_dict()
             if lab != ref:
                 r = acts[ref, cond]
                 out["vs_reference"].setdefault(lab, {})[cond] = {
-                    "cka": _per_layer(diff.linear_cka, x, r),
-                    "cka_debiased": _per_layer(lambda u, v: diff.linear_cka(u, v, debiased=True), x, r),
-                    "cosine": _per_layer(diff.mean_cosine, x, r)}
+                    "cka": _per_layer(similarity.linear_cka, x, r),
+                    "cka_debiased": _per_layer(lambda u, v: similarity.linear_cka(u, v, debiased=True), x, r),
+                    "cosine": _per_layer(similarity.mean_cosine, x, r)}
         if "pw" in conds:
             no, pw = acts[lab, "nopw"], acts[lab, "pw"]
-            out["password_effect"][lab] = {"cka": _per_layer(diff.linear_cka, no, pw),
-                                           "cosine": _per_layer(diff.mean_cosine, no, pw),
-                                           "distance": _per_layer(diff.relative_distance, no, pw)}
-            out["to_reference_password"][lab] = {"distance": _per_layer(diff.relative_distance, no, acts[ref, "pw"]),
-                                                 "cosine": _per_layer(diff.mean_cosine, no, acts[ref, "pw"])}
+            out["password_effect"][lab] = {"cka": _per_layer(similarity.linear_cka, no, pw),
+                                           "cosine": _per_layer(similarity.mean_cosine, no, pw),
+                                           "distance": _per_layer(similarity.relative_distance, no, pw)}
+            out["to_reference_password"][lab] = {"distance": _per_layer(similarity.relative_distance, no, acts[ref, "pw"]),
+                                                 "cosine": _per_layer(similarity.mean_cosine, no, acts[ref, "pw"])}
     return out
 
 
 def probe_transfer(acts: dict[tuple[str, str], Acts], train_on: tuple[str, str], seed: int) -> dict[str, Any]:
-    """Per-layer probes trained on `train_on`'s activations of the train questions, tested on every checkpoint
-    and condition on the test questions (split by question id). The reported layer is chosen by grouped
-    cross-validation on the train questions only."""
+    """Per-layer letter probes (`probes.fit.fit_layer`: C chosen by grouped cross-validation on the train
+    questions) trained on `train_on`'s activations of the train questions, tested on every checkpoint and condition
+    on the test questions (split by question id). The reported layer is chosen by that train cross-validation."""
     src = acts[train_on]
     train_ids, test_ids = stats.split_ids(src.qids.tolist(), 0.5, seed)
+    target = Target("letter", np.arange(len(src.qids)), src.labels, src.qids, src.n_choices)
     tr = np.isin(src.qids, train_ids)
     n_layers = src.resid.shape[1]
-    cv, probes = [], []
-    for layer in range(n_layers):
-        x, y = src.resid[tr, layer], src.labels[tr]
-        ok = len(np.unique(y)) >= 2
-        cv.append(diff.grouped_cv_accuracy(x, y, src.qids[tr], seed=seed) if ok else math.nan)
-        probes.append(diff.fit_probe(x, y, seed=seed) if ok else None)
+    fits = [fit_layer(target, src.resid[:, layer], tr) for layer in range(n_layers)]
+    cv = [f.cv for f in fits]
     finite = {i: v for i, v in enumerate(cv) if np.isfinite(v)}
     chosen = max(finite, key=lambda i: finite[i]) if finite else None
     transfer: dict[str, Any] = {}
     for (lab, cond), a in acts.items():
         m = np.isin(a.qids, test_ids)
+        t = Target("letter", np.arange(int(m.sum())), a.labels[m], a.qids[m], a.n_choices[m])
         accs, chosen_est = [], None
-        for layer, probe in enumerate(probes):
-            if probe is None:
-                accs.append(math.nan)
-                continue
-            correct = probe.predict(a.resid[m, layer].astype(np.float64)) == a.labels[m]
+        for layer, fit in enumerate(fits):
+            _, correct = question_correct(t, probe_scores(t, fit.probe, a.resid[m, layer]))
             accs.append(float(correct.mean()))
             if layer == chosen:
                 chosen_est = stats.accuracy(correct).to_dict()
@@ -366,7 +301,7 @@ def weight_report(states: dict[str, dict[str, torch.Tensor]], labs: list[str], t
     pairs += [(u, v) for i, u in enumerate(names) for v in names[i + 1:]]
     if len(names) >= 2:
         pairs += [(u, "mean") for u in names]
-    out = diff.weight_diff(states, updates, cosine_pairs=pairs, mean_of=names, k=top_k)
+    out = weights.weight_diff(states, updates, cosine_pairs=pairs, mean_of=names, k=top_k)
     return {"updates": {u: list(p) for u, p in updates.items()}, "cosine_pairs": ["~".join(p) for p in pairs], **out}
 
 
@@ -386,8 +321,6 @@ def run(cfg: Config) -> Path:
     torch.set_num_threads(resolve_threads(cfg.threads))
     ckpts = checkpoints(cfg)
     pl = plan(cfg, ckpts)
-    spec = variants.parse(pl.variant)
-    pool = tasks.few_shot_pool(tasks.TaskSpec(cfg.task, cfg.split, cfg.data_dir)) if spec.shots else []
     place = password_placement(pl.placement) if cfg.password else None
     conds = CONDITIONS if cfg.password else CONDITIONS[:1]
     states: dict[str, dict[str, torch.Tensor]] = {}
@@ -407,15 +340,8 @@ def run(cfg: Config) -> Path:
         model = wrap(hf.model, hf.tokenizer, name=ckpts[lab], source=hf.source, path=hf.path)
         models[lab] = {"checkpoint": ckpts[lab], **model.provenance()}
         for cond in conds:
-            rows = _plan(model, pl.records, spec, pool, place if cond == "pw" else None, cfg.seed)
-            ccfg = {"checkpoint": ckpts[lab], "weight_hash": model.weight_hash, "task": cfg.task, "split": cfg.split,
-                    "questions": sorted(r.id for r in pl.records), "variant": spec.name(), "condition": cond,
-                    "placement": pl.placement if cond == "pw" else None,
-                    "password_fingerprint": pwd.fingerprint() if cond == "pw" else None}
-            path = _capture(model, rows, out / "captures" / f"{lab}.{cond}.h5", chash=config_hash(ccfg),
-                            config=ccfg, prov=stamp(**model.provenance(), task=cfg.task, split=cfg.split,
-                                                    seed=cfg.seed, condition=cond),
-                            batch_size=cfg.batch_size)
+            path = capture(capture_config(cfg, ckpts[lab], pl, cond), out / "captures" / f"{lab}.{cond}.h5",
+                           model=model, transform=place if cond == "pw" else None)
             acts[lab, cond] = read_acts(path)
     del loaded
     ref_ids = acts["a", "nopw"].qids
@@ -435,7 +361,7 @@ def run(cfg: Config) -> Path:
         "activations": activation_report(acts, "a"),
         "probe": probe_transfer(acts, (cfg.probe_on, conds[-1]), cfg.seed),
     }
-    diff_plots.write_plots(out, doc)
+    diff_figures.write_plots(out, doc)
     write_json(results, doc)
     return out
 

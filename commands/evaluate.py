@@ -44,7 +44,7 @@ from eval.metrics import STRAIGHT_UP, evaluate_predictions, score_generations
 from hooks import generate as gen
 from hooks.capture import CaptureConfig, capture
 from hooks.models import LoadedModel, load_model
-from hooks.store import Store
+from hooks.store import Store, is_complete
 
 log = logging.getLogger(__name__)
 
@@ -134,10 +134,7 @@ def _drop_chat(cfg: Config, names: list[str]) -> dict[str, str]:
 
 
 def _store_matches(path: Path, cfg: CaptureConfig) -> bool:
-    if not path.exists():
-        return False
-    with Store(path) as s:
-        return s.file.attrs.get("config_hash") == config_hash(cfg)
+    return is_complete(path, config_hash(cfg))
 
 
 def run(cfg: Config, *, model: LoadedModel | None = None) -> Path:

@@ -87,12 +87,12 @@ def run(cfg: Config) -> Path:
                 old = json.loads(res_path.read_text())
             except json.JSONDecodeError:
                 old = {}
-            if old.get("config_hash") == chash and old.get("store_config_hash") == store.file.attrs.get("config_hash"):
+            if old.get("config_hash") == chash and old.get("store_config_hash") == store.config_hash:
                 log.info("reusing finished transfer run %s", out)
                 return out
         doc = fit_transfer(store, p, seed=cfg.seed, control=cfg.control)
         doc.update(schema=SCHEMA, config=to_jsonable(cfg), config_hash=chash,
-                   store_config_hash=store.file.attrs.get("config_hash"),
+                   store_config_hash=store.config_hash,
                    provenance=stamp(**{k: store.provenance.get(k) for k in
                                        ("model", "weight_hash", "task", "split", "n_questions")},
                                     seed=cfg.seed, train_variant=cfg.train_variant, store=str(path),

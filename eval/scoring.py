@@ -24,6 +24,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 
 import numpy as np
+from jaxtyping import Float
 
 LETTER, OPTION, OPTION_NORM, COT, COT_FORCED = "letter", "option", "option_norm", "cot", "cot_forced"
 NORM_SUFFIX = "[norm]"  # metric name of an option variant scored with acc_norm: "option[norm]"
@@ -111,15 +112,53 @@ def _check_order(order: np.ndarray, n_choices: np.ndarray) -> np.ndarray:
     return o.astype(np.int64)
 
 
-def masked_argmax(scores: np.ndarray, n_choices: np.ndarray) -> np.ndarray:
-    """Row-wise argmax over the first n_choices columns of (rows, c) `scores`, ignoring NaN.
+def masked_argmax(scores: Float[np.ndarray, "rows choices"], n_choices: np.ndarray | None = None) -> np.ndarray:
+    """Row-wise argmax over the first n_choices[i] columns of (rows, c) `scores` (all columns when None), NaN and
+    -inf counting as missing. Ties go to the lowest column; a row with no finite valid score gives -1.
 
-    Ties go to the lowest column; a row with no finite valid score gives -1.
+    The one implementation of "the answer the scores pick": prompted letters, probe class scores, the logit lens
+    and the locking trainer's first-token scores all go through it.
     """
-    s = np.asarray(scores, dtype=float)
-    valid = (np.arange(s.shape[1])[None, :] < np.asarray(n_choices)[:, None]) & np.isfinite(s)
+    s = np.asarray(scores, dtype=np.float64)
+    if s.ndim != 2:
+        raise ValueError(f"scores must be (rows, choices), got shape {s.shape}")
+    valid = np.isfinite(s)
+    if n_choices is not None:
+        nc = np.asarray(n_choices)
+        if nc.shape != (len(s),):
+            raise ValueError(f"n_choices must have shape ({len(s)},), got {nc.shape}")
+        valid &= np.arange(s.shape[1])[None, :] < nc[:, None]
     key = np.where(valid, s, -np.inf)
     return np.where(valid.any(axis=1), key.argmax(axis=1), -1).astype(np.int64)
+
+
+def masked_softmax(scores: Float[np.ndarray, "rows choices"]) -> Float[np.ndarray, "rows choices"]:
+    """Softmax over each row's finite entries (the answer distribution restricted to the choices); NaN stays NaN."""
+    s = np.asarray(scores, dtype=np.float64)
+    z = np.where(np.isfinite(s), s, -np.inf)
+    z = z - z.max(axis=1, keepdims=True)
+    p = np.exp(z)
+    p = p / p.sum(axis=1, keepdims=True)
+    return np.where(np.isnan(s), np.nan, p)
+
+
+def group_argmax(scores: np.ndarray, groups: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(sorted unique groups, row index of the highest score in each group); NaN scores lose, ties -> first row."""
+    s = np.nan_to_num(np.asarray(scores, dtype=np.float64), nan=-np.inf)
+    uniq, inv = np.unique(np.asarray(groups), return_inverse=True)
+    inv = inv.ravel()
+    order = np.lexsort((np.arange(len(s)), -s, inv))  # by group, then score descending, then row
+    first = order[np.r_[True, inv[order][1:] != inv[order][:-1]]]
+    return uniq, first
+
+
+def option_correct(scores: np.ndarray, labels: np.ndarray, groups: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Option rows -> (question ids, correct per question): is the top-scoring option of each question gold?
+
+    `labels` is 1 for the gold option row, 0 otherwise.
+    """
+    uniq, best = group_argmax(scores, groups)
+    return uniq, np.asarray(labels)[best] == 1
 
 
 def to_original(pos: np.ndarray, order: np.ndarray) -> np.ndarray:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +33,8 @@ from hooks.store import Store, StoreWriter
 
 log = logging.getLogger(__name__)
 
+BLOCK_ROWS = 256  # rows per store block: what an interruption can lose, and the unit of resuming
+
 @dataclass(frozen=True)
 class CaptureConfig(ModelOptions, TaskOptions, ExecutionOptions):
     """One capture run: which model, task, split and prompt variants, and what to keep."""
@@ -46,6 +48,12 @@ class CaptureConfig(ModelOptions, TaskOptions, ExecutionOptions):
     generations_hash: str | None = opt(None, "config hash the generations file must carry", hash_if_set=True)
     resid_dtype: str = opt("auto", "stored residual dtype: float16, float32, or auto (float32 for models whose "
                            "residual norms overflow float16, e.g. Gemma, else float16)")
+    question_ids: tuple[str, ...] | None = opt(None, "only these questions of the split (then --n of them)",
+                                               hash_if_set=True)
+    prompt_transform: str | None = opt(None, "the name of a transform applied to every rendered prompt (e.g. a "
+                                       "password placement); `capture` needs the function", hash_if_set=True)
+    first_token: bool = opt(False, "score every variant by the first token of each continuation, as lettered rows "
+                            "(what locked models are trained on), instead of option rows", hash_if_set=True)
 
     def _check(self) -> None:
         if self.resid_dtype not in ("auto", "float16", "float32"):
@@ -57,6 +65,20 @@ class CaptureConfig(ModelOptions, TaskOptions, ExecutionOptions):
                 raise ValueError("--layers is empty: give layer indices such as 0,5,10")
             if len(set(self.layers)) != len(self.layers):
                 raise ValueError(f"--layers repeats a layer: {','.join(map(str, self.layers))}")
+
+
+def select_records(cfg: CaptureConfig) -> list[MCRecord]:
+    """The questions a capture asks: the task's split, restricted to `question_ids` if given, then `n` of them
+    drawn with `seed`."""
+    spec = tasks.TaskSpec(cfg.task, cfg.split, cfg.data_dir)
+    if cfg.question_ids is None:
+        return tasks.load_task(spec, n=cfg.n, seed=cfg.seed)
+    want = set(cfg.question_ids)
+    records = [r for r in tasks.load_task(spec) if r.id in want]
+    if len(records) != len(want):
+        raise ValueError(f"{len(want) - len(records)} of the requested question ids are not in "
+                         f"{cfg.task}:{cfg.split}")
+    return tasks.subsample(records, cfg.n, seed=cfg.seed)
 
 
 @dataclass(frozen=True)
@@ -90,12 +112,14 @@ def _shots(pool: Sequence[MCRecord], record: MCRecord, k: int, seed: int) -> lis
 
 def plan_rows(
     model: LoadedModel, records: Sequence[MCRecord], variant_names: Sequence[str], pool: Sequence[MCRecord], seed: int,
-    generations: Mapping[tuple[str, str], Mapping[str, Any]] | None = None,
+    generations: Mapping[tuple[str, str], Mapping[str, Any]] | None = None, *,
+    transform: Callable[[variants.Prompt], variants.Prompt] | None = None, first_token: bool = False,
 ) -> list[Row]:
     """Render and tokenize every (question, variant[, option]) row.
 
     `generations[(variant, question_id)]` is a row of `hooks.generate` (with "text"); chain-of-thought variants
-    need it and become one forced-answer lettered row each.
+    need it and become one forced-answer lettered row each. `transform` rewrites every rendered prompt (e.g. a
+    password placement). `first_token`: option variants become lettered rows scored on each option's first token.
     """
     tok = model.tokenizer
     template = model.chat_template()
@@ -106,6 +130,8 @@ def plan_rows(
             raise ValueError(f"variant '{vname}' needs a chat template and model '{model.name}' has none")
         for rec in records:
             prompt = variants.render(spec, rec, _shots(pool, rec, spec.shots, seed))
+            if transform is not None:
+                prompt = transform(prompt)
             text = variants.to_text(prompt, template)
             gold_orig = prompt.order[prompt.answer]
             if spec.generates:
@@ -120,11 +146,11 @@ def plan_rows(
                                         tuple(" " + c for c in prompt.continuations)))
                 continue
             prefix = tok(text, add_special_tokens=not spec.chat).input_ids
-            if prompt.scoring == "letter":
+            if prompt.scoring == "letter" or first_token:
                 rows.append(_letter_row(model, rec.id, vname, prompt, prefix, text, prompt.continuations))
             else:
-                for j, cont in enumerate(prompt.continuations):
-                    cids = cap.continuation_ids(model, prefix, text, cont)
+                conts = cap.continuation_ids(tok, text, prompt.continuations)
+                for j, (cont, cids) in enumerate(zip(prompt.continuations, conts, strict=True)):
                     rows.append(Row(rec.id, vname, j, int(j == prompt.answer), gold_orig, prompt.order,
                                     tuple(prefix) + tuple(cids), (), len(cids), len(cont.strip())))
     return rows
@@ -133,7 +159,7 @@ def plan_rows(
 def _letter_row(model: LoadedModel, qid: str, vid: str, prompt: variants.Prompt, prefix: list[int], text: str,
                 continuations: Sequence[str]) -> Row:
     """One lettered row: the answer is read from the first distinct token of each continuation."""
-    conts = [cap.continuation_ids(model, prefix, text, c) for c in continuations]
+    conts = cap.continuation_ids(model.tokenizer, text, continuations)
     # Tokens that every symbol starts with (SmolLM2 writes " 1" as " " + "1") join the prompt: they
     # scale every choice's probability alike, so the argmax over the next token is the same.
     shared = _shared_head(conts)
@@ -210,19 +236,25 @@ def _prefix_batches(rows: Sequence[Row], groups: Sequence[tuple[int, int]], batc
     return out
 
 
-def capture(cfg: CaptureConfig, path: Path, *, model: LoadedModel | None = None, reuse_rows: bool = False) -> Path:
+def capture(cfg: CaptureConfig, path: Path, *, model: LoadedModel | None = None, reuse_rows: bool = False,
+            transform: Callable[[variants.Prompt], variants.Prompt] | None = None) -> Path:
     """Run the capture described by `cfg` into the HDF5 file `path` (resuming or reusing what exists).
+
+    `transform` is the function `cfg.prompt_transform` names (both or neither).
 
     A finished store at `path` with another config is refused, unless `reuse_rows` and it differs only in which
     variants it holds (`RowSource.compatible`): then its rows that the new plan also has are copied, only the
     others are computed, and the new store replaces it when complete.
     """
     path = Path(path)
+    if (transform is None) != (cfg.prompt_transform is None):
+        raise ValueError("capture: a prompt transform needs both its name (CaptureConfig.prompt_transform) and its "
+                         "function (transform=)")
     chash = config_hash(cfg)
     source: RowSource | None = None
     if path.exists():
         existing = Store(path)
-        if existing.file.attrs.get("config_hash") == chash:
+        if existing.config_hash == chash:
             existing.close()
             log.info("reusing finished capture %s", path)
             return path
@@ -231,16 +263,16 @@ def capture(cfg: CaptureConfig, path: Path, *, model: LoadedModel | None = None,
             raise FileExistsError(f"{path} exists from a different capture config; choose another --out")
         source = RowSource(existing, cfg)
     try:
-        return _capture(cfg, path, chash, model, source)
+        return _capture(cfg, path, chash, model, source, transform)
     finally:
         if source is not None:
             source.close()
 
 
 def _capture(cfg: CaptureConfig, path: Path, chash: str, model: LoadedModel | None,
-             source: RowSource | None) -> Path:
+             source: RowSource | None, transform: Callable[[variants.Prompt], variants.Prompt] | None) -> Path:
     spec = tasks.TaskSpec(cfg.task, cfg.split, cfg.data_dir)
-    records = tasks.load_task(spec, n=cfg.n, seed=cfg.seed)
+    records = select_records(cfg)
     names = variants.variant_set(",".join(cfg.variants))
     needs_shots = any(variants.parse(v).shots for v in names)
     pool = tasks.few_shot_pool(spec) if needs_shots else []
@@ -252,7 +284,8 @@ def _capture(cfg: CaptureConfig, path: Path, chash: str, model: LoadedModel | No
     if source is not None and source.weight_hash != model.weight_hash:
         raise FileExistsError(f"{path} was captured from other weights ({source.weight_hash}, now "
                               f"{model.weight_hash}); choose another --out")
-    rows = sorted(plan_rows(model, records, names, pool, cfg.seed, _generations(cfg, names)), key=_row_order)
+    rows = sorted(plan_rows(model, records, names, pool, cfg.seed, _generations(cfg, names), transform=transform,
+                            first_token=cfg.first_token), key=_row_order)
     max_c = max(len(r.order) for r in rows)
     order = np.full((len(rows), max_c), -1, dtype=np.int64)
     for i, r in enumerate(rows):
@@ -270,8 +303,7 @@ def _capture(cfg: CaptureConfig, path: Path, chash: str, model: LoadedModel | No
     }
     prov = stamp(**model.provenance(), task=cfg.task, split=cfg.split, seed=cfg.seed, variants=names,
                  n_questions=len(records))
-    # One block per batch keeps resume granular; block_rows must be fixed, so use uniform blocks of rows.
-    block_rows = max(1, cfg.batch_size)
+    block_rows = BLOCK_ROWS
     resid_dtype = _resid_dtype(cfg.resid_dtype, model)
     writer = StoreWriter.open(
         path, rows=table, order=order, n_layers_stored=len(layers), d_model=model.d_model, layers=layers,
@@ -353,7 +385,7 @@ class RowSource:
                 w = min(value.shape[-1], arrays[key].shape[-1])
                 arrays[key][dst, ..., :w] = value[src, ..., :w]
         if "resid" in arrays and self.store.has_resid:
-            arrays["resid"][dst] = self.store.file["resid"][src]
+            arrays["resid"][dst] = self.store.resid_rows([src])[0]
 
     def close(self) -> None:
         self.store.close()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -196,28 +197,25 @@ def logit_lens(
     return out.float().masked_fill((choice_ids < 0)[:, None, :], float("nan")).cpu()
 
 
-def choice_token_ids(
-    model: LoadedModel, prefix_ids: Sequence[int], prefix_text: str, continuations: Sequence[str]
-) -> list[int]:
-    """First token of each continuation as the model would tokenize prefix+continuation."""
+def continuation_ids(tok: Any, prefix_text: str, continuations: Sequence[str]) -> list[list[int]]:
+    """Token ids of each continuation as the tokenizer splits prefix + continuation, when that keeps the prefix's
+    own tokens as they are; else the continuation tokenized alone. One tokenizer call for all of them."""
+    bare, *joins = tok([prefix_text, *(prefix_text + c for c in continuations)], add_special_tokens=False).input_ids
     out = []
-    for cont in continuations:
-        out.append(continuation_ids(model, prefix_ids, prefix_text, cont)[0])
+    for cont, joined in zip(continuations, joins, strict=True):
+        if joined[: len(bare)] == bare and len(joined) > len(bare):
+            out.append(list(joined[len(bare) :]))
+            continue
+        ids = tok(cont, add_special_tokens=False).input_ids
+        if not ids:
+            raise ValueError(f"continuation {cont!r} tokenizes to nothing")
+        out.append(list(ids))
     return out
 
 
-def continuation_ids(model: LoadedModel, prefix_ids: Sequence[int], prefix_text: str, cont: str) -> list[int]:
-    """Token ids of `cont` following the prefix: from tokenizing the joined text when it keeps the prefix's tokens
-    as they are, else the continuation tokenized alone."""
-    tok = model.tokenizer
-    joined = tok(prefix_text + cont, add_special_tokens=False).input_ids
-    bare_prefix = tok(prefix_text, add_special_tokens=False).input_ids
-    if joined[: len(bare_prefix)] == bare_prefix and len(joined) > len(bare_prefix):
-        return joined[len(bare_prefix) :]
-    ids = tok(cont, add_special_tokens=False).input_ids
-    if not ids:
-        raise ValueError(f"continuation {cont!r} tokenizes to nothing")
-    return ids
+def first_token_ids(tok: Any, prefix_text: str, continuations: Sequence[str]) -> tuple[int, ...]:
+    """The first token of each continuation (see `continuation_ids`): what first-token answer scoring reads."""
+    return tuple(ids[0] for ids in continuation_ids(tok, prefix_text, continuations))
 
 
 def to_numpy(t: torch.Tensor) -> np.ndarray:

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from eval.records import MCRecord
+from eval.scoring import masked_argmax
 from eval.variants import VariantSpec
 from locking import policies, score
 from locking.data import render_condition
@@ -63,7 +64,7 @@ def logprobs(model: Any, es: EvalSet, condition: str, *, pad_id: int, batch_size
 
 def correct(lp: np.ndarray, es: EvalSet) -> np.ndarray:
     """Whether the argmax option is gold, per record."""
-    return score.predictions(lp) == es.gold
+    return masked_argmax(lp) == es.gold
 
 
 def policy_matrix(policy: policies.Policy, es: EvalSet) -> np.ndarray:

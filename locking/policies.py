@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from eval.records import MCRecord
+from eval.scoring import masked_softmax
 from eval.variants import VariantSpec, display_order, render
 from locking import score
 
@@ -118,4 +119,4 @@ def model_policy(
     """A model's answer distribution (softmax over the options' first tokens) on the plain prompts, no password."""
     enc = [score.encode(render(spec, r), tok, chat_template) for r in records]
     lp = score.choice_logprobs(model, enc, pad_id=tok.pad_token_id, batch_size=batch_size, bf16=bf16)
-    return from_displayed(records, score.choice_probs(lp), spec)
+    return from_displayed(records, masked_softmax(lp), spec)

@@ -14,10 +14,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from jaxtyping import Float, Int
+from jaxtyping import Float
 
 from eval.variants import Prompt, to_text
-from hooks.forward import pad_left
+from hooks.forward import first_token_ids, pad_left, position_ids
 
 
 @dataclass(frozen=True)
@@ -26,22 +26,6 @@ class Encoded:
 
     ids: tuple[int, ...]
     choice_ids: tuple[int, ...]
-
-
-def first_token_ids(tok: Any, prefix_text: str, continuations: Sequence[str]) -> tuple[int, ...]:
-    """First token of each continuation as the tokenizer splits prefix + continuation (alone if that moves the
-    prefix's own tokens)."""
-    bare, *joins = tok([prefix_text, *(prefix_text + c for c in continuations)], add_special_tokens=False).input_ids
-    out = []
-    for cont, joined in zip(continuations, joins, strict=True):
-        if joined[: len(bare)] == bare and len(joined) > len(bare):
-            out.append(joined[len(bare)])
-        else:
-            ids = tok(cont, add_special_tokens=False).input_ids
-            if not ids:
-                raise ValueError(f"continuation {cont!r} tokenizes to nothing")
-            out.append(ids[0])
-    return tuple(out)
 
 
 def encode(prompt: Prompt, tok: Any, chat_template: Callable[[list[dict[str, str]]], str] | None = None) -> Encoded:
@@ -59,8 +43,7 @@ def distinct_choices(enc: Encoded) -> bool:
 def batch_inputs(seqs: Sequence[Sequence[int]], pad_id: int) -> dict[str, torch.Tensor]:
     """Left-padded input_ids, attention_mask and position_ids (0 at each row's first real token)."""
     ids, mask = pad_left(seqs, pad_id)
-    pos = (mask.cumsum(-1) - 1).clamp(min=0)
-    return {"input_ids": ids, "attention_mask": mask, "position_ids": pos}
+    return {"input_ids": ids, "attention_mask": mask, "position_ids": position_ids(mask)}
 
 
 def autocast(bf16: bool) -> Any:
@@ -110,17 +93,3 @@ def choice_logprobs(
     finally:
         model.train(was_training)
     return out
-
-
-def choice_probs(logprobs: Float[np.ndarray, "n choices"]) -> Float[np.ndarray, "n choices"]:
-    """The answer distribution restricted to the choices (softmax over each row's non-nan entries; nan stays nan)."""
-    lp = np.where(np.isnan(logprobs), -np.inf, logprobs)
-    lp = lp - lp.max(axis=1, keepdims=True)
-    p = np.exp(lp)
-    p = p / p.sum(axis=1, keepdims=True)
-    return np.where(np.isnan(logprobs), np.nan, p)
-
-
-def predictions(logprobs: Float[np.ndarray, "n choices"]) -> Int[np.ndarray, " n"]:
-    """Argmax displayed choice per row (nan entries never win; ties go to the lowest index)."""
-    return np.where(np.isnan(logprobs), -np.inf, logprobs).argmax(axis=1)

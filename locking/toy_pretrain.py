@@ -21,7 +21,9 @@ import numpy as np
 import torch
 
 from core.provenance import config_hash, stamp, to_jsonable
+from eval.scoring import masked_argmax
 from eval.variants import VariantSpec, render, to_text
+from hooks.forward import first_token_ids
 from hooks.models import save_checkpoint, weight_hash
 from locking import score, toy
 from locking.data import TrainItem
@@ -51,7 +53,7 @@ def _items(records: list[Any], tok: Any, n: int) -> list[TrainItem]:
     """Gold-answer training items for the first `n` records, tokenized in one batch call."""
     spec = VariantSpec()
     texts = [to_text(render(spec, r)) for r in records[:n]]
-    choice = score.first_token_ids(tok, texts[0], render(spec, records[0]).continuations)
+    choice = first_token_ids(tok, texts[0], render(spec, records[0]).continuations)
     out = []
     for r, ids in zip(records[:n], tok(texts).input_ids, strict=True):
         target = tuple(float(i == r.answer) for i in range(len(r.choices)))
@@ -62,7 +64,7 @@ def _items(records: list[Any], tok: Any, n: int) -> list[TrainItem]:
 def dev_accuracy(model: Any, tok: Any, encoded: list[score.Encoded], gold: np.ndarray) -> float:
     """Letter accuracy of `model` on pre-encoded dev prompts."""
     lp = score.choice_logprobs(model, encoded, pad_id=tok.pad_token_id, batch_size=256)
-    return float((score.predictions(lp) == gold).mean())
+    return float((masked_argmax(lp) == gold).mean())
 
 
 def pretrain(out_dir: str | Path, cfg: ToyConfig, *, progress: bool = True) -> dict[str, Any]:

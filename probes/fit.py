@@ -23,26 +23,24 @@ MAX_IN_MEMORY_BYTES = 2 * 1024**3  # read every stored layer at once when the ro
 
 
 class FeatureReader:
-    """Residuals of some store rows, layer by layer (read in one go when small enough)."""
+    """Residuals of some store rows, layer by layer: only those rows are read (all their layers at once when they
+    fit in `MAX_IN_MEMORY_BYTES`, else one layer at a time)."""
 
     def __init__(self, store: Store, rows: np.ndarray) -> None:
         self.store = store
         self.rows = np.unique(np.asarray(rows))
-        mask = np.zeros(len(store), dtype=bool)
-        mask[self.rows] = True
-        self._mask = mask
-        ds = store.file["resid"] if store.has_resid else None
-        if ds is None:
+        if not store.has_resid:
             raise ValueError(f"{store.path} has no residuals (captured with resid=False); probes need them")
-        size = len(self.rows) * ds.shape[1] * ds.shape[2] * ds.dtype.itemsize
-        self._all = ds[:][mask] if size <= MAX_IN_MEMORY_BYTES else None
+        _, n_layers, d_model = store.resid_shape
+        size = len(self.rows) * n_layers * d_model * store.resid_dtype.itemsize
+        self._all = store.resid_rows(self.rows) if size <= MAX_IN_MEMORY_BYTES else None
 
     def layer(self, pos: int, rows: np.ndarray) -> np.ndarray:
         """(len(rows), d_model) float32 at stored layer position `pos` for store rows `rows` (a subset)."""
         idx = np.searchsorted(self.rows, rows)
         if self._all is not None:
             return self._all[idx, pos, :].astype(np.float32)
-        return self.store.resid(pos, self._mask)[idx]
+        return self.store.resid(pos, self.rows)[idx]
 
 
 @dataclass

@@ -1,4 +1,5 @@
-"""Scoring answers read from arrays: masked argmax over choices, per-question argmax over option rows, logit lens.
+"""Reading the logit lens: per layer, which choice the lens logits pick, whether it is gold, and the layer chosen
+on train questions. (The lens logits themselves are computed at capture time, `hooks.forward.logit_lens`.)
 
 Pure numpy functions; nothing here touches a model or a file.
 """
@@ -8,42 +9,7 @@ from __future__ import annotations
 import numpy as np
 from jaxtyping import Float
 
-
-def masked_argmax(scores: Float[np.ndarray, "rows choices"], n_choices: np.ndarray | None = None) -> np.ndarray:
-    """Argmax over the first n_choices[i] columns of each row (NaN counts as -inf; ties -> lowest index).
-
-    Rows with no finite score give -1.
-    """
-    s = np.asarray(scores, dtype=np.float64)
-    if s.ndim != 2:
-        raise ValueError(f"scores must be (rows, choices), got shape {s.shape}")
-    valid = np.isfinite(s)
-    if n_choices is not None:
-        nc = np.asarray(n_choices)
-        if nc.shape != (len(s),):
-            raise ValueError(f"n_choices must have shape ({len(s)},), got {nc.shape}")
-        valid &= np.arange(s.shape[1])[None, :] < nc[:, None]
-    s = np.where(valid, s, -np.inf)
-    return np.where(valid.any(axis=1), s.argmax(axis=1), -1)
-
-
-def group_argmax(scores: np.ndarray, groups: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(sorted unique groups, row index of the highest score in each group); NaN scores lose, ties -> first row."""
-    s = np.nan_to_num(np.asarray(scores, dtype=np.float64), nan=-np.inf)
-    uniq, inv = np.unique(np.asarray(groups), return_inverse=True)
-    inv = inv.ravel()
-    order = np.lexsort((np.arange(len(s)), -s, inv))  # by group, then score descending, then row
-    first = order[np.r_[True, inv[order][1:] != inv[order][:-1]]]
-    return uniq, first
-
-
-def option_correct(scores: np.ndarray, labels: np.ndarray, groups: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Option rows -> (question ids, correct per question): is the top-scoring option of each question gold?
-
-    `labels` is 1 for the gold option row, 0 otherwise.
-    """
-    uniq, best = group_argmax(scores, groups)
-    return uniq, np.asarray(labels)[best] == 1
+from eval.scoring import masked_argmax
 
 
 def lens_predictions(

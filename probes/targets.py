@@ -15,8 +15,8 @@ from dataclasses import dataclass, replace
 import numpy as np
 from jaxtyping import Float
 
+from eval.scoring import masked_argmax, option_correct
 from hooks.store import Store
-from probes.lens import masked_argmax, option_correct
 from probes.linear import LinearProbe
 
 TARGETS: tuple[str, ...] = ("option", "letter")

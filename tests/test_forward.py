@@ -31,7 +31,7 @@ def test_resid_equals_hf_hidden_states_with_left_padding(tiny_model):
 @pytest.mark.numerics
 def test_choice_logits_and_lens_last_layer_equal_model_logits(tiny_model):
     seqs = _ids(tiny_model, ["Question one\nAnswer:", "Another longer question here\nAnswer:"])
-    choice = torch.tensor([cap.choice_token_ids(tiny_model, s, "x", [" A", " B", " C", " D"]) for s in seqs])
+    choice = torch.tensor([cap.first_token_ids(tiny_model.tokenizer, "x", [" A", " B", " C", " D"]) for s in seqs])
     out = cap.hooked_forward(tiny_model, seqs, layers=list(range(tiny_model.n_layers + 1)), choice_ids=choice)
     with torch.no_grad():
         for i, s in enumerate(seqs):
@@ -47,7 +47,7 @@ def test_choice_logits_and_lens_last_layer_equal_model_logits(tiny_model):
 def test_option_logprob_matches_manual_sum(tiny_model):
     tok = tiny_model.tokenizer
     prefix = tok("The capital of France is").input_ids
-    conts = [cap.continuation_ids(tiny_model, prefix, "The capital of France is", c) for c in [" Paris", " Rome"]]
+    conts = cap.continuation_ids(tok, "The capital of France is", [" Paris", " Rome"])
     seqs = [prefix + c for c in conts]
     out = cap.hooked_forward(tiny_model, seqs, layers=[0], n_cont=[len(c) for c in conts])
     for i, (s, c) in enumerate(zip(seqs, conts, strict=True)):

@@ -5,25 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from eval.scoring import masked_argmax
 from hooks.capture import CaptureConfig, capture
 from hooks.store import Store
-from probes.lens import group_argmax, lens_correct, lens_predictions, masked_argmax, option_correct
-
-
-def test_masked_argmax_respects_n_choices_and_nan():
-    s = np.array([[1.0, 5.0, 2.0, 9.0], [np.nan, 0.0, -1.0, np.nan], [np.nan] * 4, [3.0, 3.0, 1.0, 0.0]])
-    assert masked_argmax(s).tolist() == [3, 1, -1, 0]
-    assert masked_argmax(s, np.array([3, 4, 4, 2])).tolist() == [1, 1, -1, 0]
-
-
-def test_group_argmax_and_option_correct():
-    scores = np.array([0.1, 0.9, 0.3, np.nan, 2.0, 2.0, -1.0])
-    groups = np.array(["b", "b", "b", "a", "a", "a", "c"])
-    labels = np.array([0, 1, 0, 1, 0, 0, 1])
-    uniq, best = group_argmax(scores, groups)
-    assert uniq.tolist() == ["a", "b", "c"] and best.tolist() == [4, 1, 6]  # NaN loses, ties -> first row
-    ids, correct = option_correct(scores, labels, groups)
-    assert ids.tolist() == ["a", "b", "c"] and correct.tolist() == [False, True, True]
+from probes.lens import lens_correct, lens_predictions
 
 
 def test_lens_correct_per_layer():

@@ -50,7 +50,7 @@ def _groups(model, prompt: str = "Question: {q}\nAnswer:") -> list[tuple[list[in
     for q in _questions():
         text = prompt.format(q=q["question"])
         prefix = model.tokenizer(text, add_special_tokens=False).input_ids
-        out.append((prefix, [cap.continuation_ids(model, prefix, text, " " + c) for c in q["choices"]]))
+        out.append((prefix, cap.continuation_ids(model.tokenizer, text, [" " + c for c in q["choices"]])))
     return out
 
 

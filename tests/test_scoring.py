@@ -13,7 +13,9 @@ from eval.scoring import (
     OPTION_NORM,
     Predictions,
     concat,
+    group_argmax,
     masked_argmax,
+    option_correct,
     prediction_matrix,
     score_generated,
     score_letter_rows,
@@ -259,3 +261,19 @@ def test_generated_answers_are_one_hot_in_original_order() -> None:
     with pytest.raises(ValueError, match="pred_pos"):
         score_generated(np.array(["q1"]), np.array(["cot"]), np.array([3]), np.array([3]), order[:1],
                         np.array([0]), np.array([1]))
+
+
+def test_masked_argmax_respects_n_choices_and_nan():
+    s = np.array([[1.0, 5.0, 2.0, 9.0], [np.nan, 0.0, -1.0, np.nan], [np.nan] * 4, [3.0, 3.0, 1.0, 0.0]])
+    assert masked_argmax(s).tolist() == [3, 1, -1, 0]
+    assert masked_argmax(s, np.array([3, 4, 4, 2])).tolist() == [1, 1, -1, 0]
+
+
+def test_group_argmax_and_option_correct():
+    scores = np.array([0.1, 0.9, 0.3, np.nan, 2.0, 2.0, -1.0])
+    groups = np.array(["b", "b", "b", "a", "a", "a", "c"])
+    labels = np.array([0, 1, 0, 1, 0, 0, 1])
+    uniq, best = group_argmax(scores, groups)
+    assert uniq.tolist() == ["a", "b", "c"] and best.tolist() == [4, 1, 6]  # NaN loses, ties -> first row
+    ids, correct = option_correct(scores, labels, groups)
+    assert ids.tolist() == ["a", "b", "c"] and correct.tolist() == [False, True, True]

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from core.io import save_png
-from locking import diff
+from locking import weights
 
 
 def _save(fig: Any, path: Path) -> None:
@@ -32,7 +32,7 @@ def _heatmaps(path: Path, params: list[dict[str, Any]], panels: list[tuple[str, 
     for ax in axes[len(panels):]:
         ax.set_axis_off()
     for ax, (title, value, update) in zip(axes, panels, strict=False):
-        layers, comps, grid = diff.layer_component_grid(params, value, update)
+        layers, comps, grid = weights.layer_component_grid(params, value, update)
         kw = {"vmin": vlim[0], "vmax": vlim[1]} if vlim else {}
         im = ax.imshow(grid, aspect="auto", cmap=cmap, origin="lower", **kw)
         ax.set_xticks(range(len(comps)), comps, rotation=60, fontsize=7)
