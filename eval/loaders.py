@@ -196,22 +196,6 @@ def jsonl_sibling(path: str | os.PathLike[str]) -> Path | None:
     return None
 
 
-def _load_jsonl_task(arg: str | None, split: str, data_dir: str | None) -> list[MCRecord]:
-    assert arg is not None
-    return read_jsonl(Path(arg).expanduser(), split=split)
-
-
-def _jsonl_few_shot_split(arg: str | None, split: str, data_dir: str | None) -> str | None:
-    assert arg is not None
-    return "dev" if jsonl_sibling(Path(arg).expanduser()) is not None else None
-
-
-def _jsonl_few_shot(arg: str | None, split: str, data_dir: str | None) -> list[MCRecord]:
-    assert arg is not None
-    sibling = jsonl_sibling(Path(arg).expanduser())
-    return [] if sibling is None else read_jsonl(sibling, split="dev")
-
-
 # --------------------------------------------------------------------------- hub fallback
 
 

@@ -10,13 +10,28 @@ Task names (``TaskSpec.name``):
   train/validation/test. Few-shot pool: ``train`` (``validation`` when evaluating on train).
 - ``jsonl:PATH``: one JSON object per line, ``{"question", "choices": [...], "answer": int or
   letter, optional "id", "subject"}``. Few-shot pool: a sibling ``<stem>.dev.jsonl`` (or
-  ``..._dev.jsonl`` next to a ``..._test.jsonl``) if present, else empty.
+  ``..._dev.jsonl`` next to a ``..._test.jsonl``) if present, else empty. A file of inspect_ai samples
+  (``{"input", "choices", "target": letter}``) is recognised from its first row.
+- ``jsonl:PATH?FIELDS``, ``csv:PATH[?FIELDS]``, ``parquet:PATH[?FIELDS]``: any layout, through a field
+  mapping such as ``csv:q.csv?question=Question&choices=A,B,C,D&answer=Answer`` (`eval.readers`;
+  the FIELDS syntax is in `eval.fieldmap`).
+- ``hf:DATASET[:CONFIG]:SPLIT[?FIELDS]``: a split of a Hugging Face dataset through
+  ``datasets.load_dataset`` (a hub name or a local path), e.g.
+  ``hf:allenai/ai2_arc:ARC-Easy:test?choices=choices.text&labels=choices.label&answer=answerKey``;
+  ``&fewshot=train`` names the few-shot split (`eval.readers`).
+- ``lmeval:TASK[?include=DIR]`` / ``lmeval:PATH.yaml``: an lm-evaluation-harness multiple_choice task,
+  loaded by lm-eval (optional extra; `eval.lmeval_tasks`); score with the ``verbatim`` variant.
 - built-in generated tasks (``capitals``, ``arithmetic``; see `eval.builtin`), splits test/dev.
+
+`TaskSpec` fields beyond the name: ``select`` ("hash", the default: a seeded hash sample of n, nested across
+n; "first": the first n records in file order, as lm-eval's ``--limit``) and ``fields`` (a `FieldMap`, the
+same as a ``?FIELDS`` query on the name, for the jsonl/csv/parquet/hf families; not both).
 
 The data directory comes from ``TaskSpec.data_dir``, else ``$GAPLENS_DATA_DIR``; it is only
 needed by the MMLU and ARC tasks. This module is the registry (names, splits, subsampling, few-shot
-pools); the file readers are in `eval.loaders` (re-exported here), where malformed input raises
-`TaskError` naming the file, the 1-based row and the field.
+pools); the readers are in `eval.loaders` (MMLU, ARC, plain JSONL; re-exported here), `eval.readers`
+(mapped files, hf) and `eval.lmeval_tasks`, where malformed input raises `TaskError` naming the file
+(or dataset), the 1-based row and the field.
 """
 
 from __future__ import annotations
@@ -27,16 +42,14 @@ import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
-from eval import builtin
+from eval import builtin, lmeval_tasks, readers
+from eval.fieldmap import FieldMap
 from eval.loaders import (  # noqa: F401 - re-exported: the readers are part of this module's interface
     ARC_CONFIGS,
     DATA_DIR_ENV,
     Loader,
     _arc_few_shot_split,
     _arc_loader,
-    _jsonl_few_shot,
-    _jsonl_few_shot_split,
-    _load_jsonl_task,
     _load_mmlu,
     jsonl_sibling,
     mmlu_subjects,
@@ -49,6 +62,9 @@ from eval.records import MCRecord, TaskError
 
 log = logging.getLogger(__name__)
 
+SELECTS: tuple[str, ...] = ("hash", "first")
+
+
 @dataclass(frozen=True)
 class TaskSpec:
     """What a user names on the command line: a task, the split to evaluate on, and where data lives."""
@@ -56,7 +72,8 @@ class TaskSpec:
     name: str = field(
         metadata={
             "help": 'task: "mmlu", "mmlu:SUBJECT", "arc-easy", "arc-challenge", "jsonl:PATH", '
-            'or a built-in ("capitals", "arithmetic")'
+            '"csv:PATH", "parquet:PATH", "hf:DATASET[:CONFIG]:SPLIT" (files and hf take "?FIELDS"), '
+            '"lmeval:TASK", or a built-in ("capitals", "arithmetic")'
         }
     )
     split: str = field(
@@ -67,6 +84,20 @@ class TaskSpec:
         default=None,
         metadata={"help": f"benchmark data directory (default: ${DATA_DIR_ENV})"},
     )
+    select: str = field(
+        default="hash",
+        metadata={"help": 'which n records: "hash" (seeded hash sample, nested across n) or "first" (file order)'},
+    )
+    fields: FieldMap | None = field(
+        default=None,
+        metadata={"help": 'field mapping for jsonl/csv/parquet/hf tasks, e.g. "question=q&choices=A,B,C,D&answer=label"'},
+    )
+
+    def __post_init__(self) -> None:
+        if self.select not in SELECTS:
+            raise TaskError(f"TaskSpec.select={self.select!r} is unknown; choose one of {', '.join(SELECTS)}")
+        if self.fields is not None and not isinstance(self.fields, FieldMap):
+            raise TypeError(f"TaskSpec.fields must be a FieldMap (FieldMap.parse(text)), got {type(self.fields).__name__}")
 
 
 # A loader maps (argument after ':' or None, split, data_dir) to records.
@@ -85,6 +116,7 @@ class TaskEntry:
     arg: str = "none"  # "none", "optional" or "required": whether "name:ARG" is allowed / needed
     usage: str = ""
     description: str = ""
+    fields: bool = False  # takes a field mapping ("name:ARG?FIELDS" or TaskSpec.fields)
 
 
 _REGISTRY: dict[str, TaskEntry] = {}
@@ -100,15 +132,17 @@ def register_task(
     arg: str = "none",
     usage: str | None = None,
     description: str = "",
+    fields: bool = False,
 ) -> TaskEntry:
     """Register a task family under `name`; refuses a name that is already registered.
 
     `load(arg, split, data_dir)` returns the records of one split. `few_shot_split` names the
     split the few-shot pool is loaded from (a constant, a function of (arg, eval split,
-    data_dir), or None for no pool); `few_shot`, if given, loads the pool itself.
+    data_dir), or None for no pool); `few_shot`, if given, loads the pool itself. With `fields`,
+    `TaskSpec.fields` reaches the loaders as a "?FIELDS" query appended to the argument.
     """
     _ensure_defaults()
-    return _register(name, load, few_shot_split, few_shot, arg, usage, description)
+    return _register(name, load, few_shot_split, few_shot, arg, usage, description, fields)
 
 
 def _register(
@@ -119,6 +153,7 @@ def _register(
     arg: str,
     usage: str | None,
     description: str,
+    fields: bool = False,
 ) -> TaskEntry:
     if not name or ":" in name or name != name.strip():
         raise ValueError(f"task name {name!r} must be non-empty, without ':' or surrounding spaces")
@@ -136,7 +171,7 @@ def _register(
         fs_split = few_shot_split
     if usage is None:
         usage = {"none": name, "optional": f"{name}[:ARG]", "required": f"{name}:ARG"}[arg]
-    entry = TaskEntry(name, load, fs_split, few_shot, arg, usage, description)
+    entry = TaskEntry(name, load, fs_split, few_shot, arg, usage, description, fields)
     _REGISTRY[name] = entry
     return entry
 
@@ -172,24 +207,41 @@ def _lookup(name: str) -> tuple[TaskEntry, str | None]:
     return entry, arg
 
 
-def load_task(spec: TaskSpec, *, n: int | None = None, seed: int = 0) -> list[MCRecord]:
-    """The records of `spec.split` of `spec.name`, or a deterministic subsample of `n` of them."""
+def _resolve(spec: TaskSpec) -> tuple[TaskEntry, str | None]:
+    """The entry and argument of `spec`, with `spec.fields` folded into the argument as "?FIELDS"."""
     entry, arg = _lookup(spec.name)
+    if spec.fields is None or spec.fields.is_default():
+        return entry, arg
+    if not entry.fields:
+        raise TaskError(f"task {spec.name!r} takes no field mapping (TaskSpec.fields / --fields)")
+    assert arg is not None
+    base, sep, query = arg.partition("?")
+    if sep and query.strip():
+        raise TaskError(f"task {spec.name!r}: give the field mapping once, in the name after '?' or as TaskSpec.fields")
+    return entry, f"{base}?{spec.fields.to_query()}"
+
+
+def load_task(spec: TaskSpec, *, n: int | None = None, seed: int = 0, select: str | None = None) -> list[MCRecord]:
+    """The records of `spec.split` of `spec.name`, or `n` of them chosen by `select` (default `spec.select`)."""
+    entry, arg = _resolve(spec)
     records = entry.load(arg, spec.split, spec.data_dir)
     _check_unique_ids(records, spec.name)
     if not records:
         raise TaskError(f"task {spec.name!r} split {spec.split!r} has no records")
     log.info("loaded %d records of %s (%s)", len(records), spec.name, spec.split)
-    return subsample(records, n, seed=seed)
+    return subsample(records, n, seed=seed, select=spec.select if select is None else select)
 
 
-def subsample(records: Sequence[MCRecord], n: int | None, *, seed: int = 0) -> list[MCRecord]:
-    """`n` records chosen by a seeded permutation of ids (all records if `n` is None or >= len).
+def subsample(records: Sequence[MCRecord], n: int | None, *, seed: int = 0, select: str = "hash") -> list[MCRecord]:
+    """`n` records (all records if `n` is None or >= len), chosen by `select`.
 
-    The permutation orders ids by SHA-256 of "seed:id", so it does not depend on the Python
-    version or on the order of `records`, and the sample for n is a subset of the sample for
-    any larger n. The chosen records keep their original order.
+    "hash": a seeded permutation of ids. The permutation orders ids by SHA-256 of "seed:id", so it
+    does not depend on the Python version or on the order of `records`, and the sample for n is a
+    subset of the sample for any larger n. The chosen records keep their original order.
+    "first": the first n records in their given (file) order; `seed` is not used.
     """
+    if select not in SELECTS:
+        raise ValueError(f"select must be one of {', '.join(SELECTS)}, got {select!r}")
     if n is None:
         return list(records)
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
@@ -198,6 +250,8 @@ def subsample(records: Sequence[MCRecord], n: int | None, *, seed: int = 0) -> l
         if n > len(records):
             log.warning("asked for n=%d records but only %d exist; using all", n, len(records))
         return list(records)
+    if select == "first":
+        return list(records[:n])
     order = sorted(range(len(records)), key=lambda i: _perm_key(seed, records[i].id))
     chosen = set(order[:n])
     return [r for i, r in enumerate(records) if i in chosen]
@@ -209,17 +263,18 @@ def _perm_key(seed: int, record_id: str) -> bytes:
 
 def few_shot_split(spec: TaskSpec) -> str | None:
     """The split the few-shot pool of `spec` comes from (None: the task has no pool)."""
-    entry, arg = _lookup(spec.name)
+    entry, arg = _resolve(spec)
     return entry.few_shot_split(arg, spec.split, spec.data_dir)
 
 
 def few_shot_pool(spec: TaskSpec) -> list[MCRecord]:
     """Records to draw few-shot examples from; never shares an id with the eval split `spec.split`.
 
-    MMLU: the dev split (of the subject, if one is named); ARC: train; jsonl: the sibling
-    dev file or []; built-ins: their "dev" split.
+    MMLU: the dev split (of the subject, if one is named); ARC: train; jsonl/csv/parquet: the
+    fewshot= file or the sibling dev file or []; hf: the fewshot= split or []; lmeval: the task's
+    fewshot docs; built-ins: their "dev" split.
     """
-    entry, arg = _lookup(spec.name)
+    entry, arg = _resolve(spec)
     pool_split = entry.few_shot_split(arg, spec.split, spec.data_dir)
     if pool_split is None:
         return []
@@ -280,14 +335,37 @@ def _ensure_defaults() -> None:
     )
     for task, config in ARC_CONFIGS.items():
         _register(task, _arc_loader(task), _arc_few_shot_split, None, "none", None, f"AI2 {config}; splits train/validation/test")
+    for fmt in readers.FILE_FORMATS:
+        _register(
+            fmt,
+            readers.file_loader(fmt),
+            readers.file_few_shot_split(fmt),
+            readers.file_few_shot(fmt),
+            "required",
+            f"{fmt}:PATH[?FIELDS]",
+            'generic JSONL {"question", "choices", "answer", "id"?, "subject"?} or inspect samples; '
+            "any layout with ?FIELDS; few-shot from <stem>.dev.jsonl" if fmt == "jsonl" else
+            f"a {fmt.upper()} file through a field mapping ?FIELDS; few-shot from <stem>.dev.{fmt} or fewshot=PATH",
+            True,
+        )
     _register(
-        "jsonl",
-        _load_jsonl_task,
-        _jsonl_few_shot_split,
-        _jsonl_few_shot,
+        "hf",
+        readers.load_hf_task,
+        readers.hf_few_shot_split,
+        readers.hf_few_shot,
         "required",
-        "jsonl:PATH",
-        'generic JSONL {"question", "choices", "answer", "id"?, "subject"?}; few-shot from <stem>.dev.jsonl',
+        "hf:DATASET[:CONFIG]:SPLIT[?FIELDS]",
+        "a Hugging Face dataset split (hub or local) through datasets.load_dataset; few-shot from fewshot=SPLIT",
+        True,
+    )
+    _register(
+        "lmeval",
+        lmeval_tasks.load_lmeval_task,
+        lmeval_tasks.lmeval_few_shot_split,
+        lmeval_tasks.lmeval_few_shot,
+        "required",
+        "lmeval:TASK[?include=DIR]",
+        "an lm-evaluation-harness multiple_choice task or task YAML, loaded by lm-eval (optional extra)",
     )
     for name in builtin.BUILTIN_TASKS:
         _register(name, _builtin_loader(name), "dev", None, "none", None, builtin.BUILTIN_DESCRIPTIONS[name] + " (built in)")

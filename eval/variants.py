@@ -28,17 +28,42 @@ Rules (other stages rely on them):
   shot's when there are shots).
 * System message: the system role in chat; in raw text it is prefixed, followed by a blank line.
 * Canonical names list the modifiers that differ from the default, in field order (symbols, style,
-  order, cue, preamble, system, chat, shots, scoring); system keys get the prefix "sys_". `parse`
-  accepts any order; a modifier that contradicts an earlier one is an error.
+  order, cue, preamble, system, chat, shots, scoring, prefix, label, sep, cue text, strip, verbatim);
+  system keys get the prefix "sys_". `parse` accepts any order; a modifier that contradicts an earlier
+  one is an error.
+
+Free-text template modifiers, to write a peer's exact prompt (TEXT is percent-encoded: "%20" a space,
+"%0A" a line break, "%2B" "+", "%2C" ",", "%25" "%"; names never hold a raw space, "+" or ","):
+
+* ``prefix:TEXT``: text at the very top of the first user block, used as is (no blank line added);
+  "{subject}" in it becomes the record's subject with "_" as spaces. Not together with a preamble.
+* ``label:TEXT``: text right before the question, e.g. ``label:Question:%20``.
+* ``sep:TEXT``: what joins the question and the option lines (default a line break).
+* ``cue:TEXT``: the answer cue instead of a CUES entry (the line break before the cue stays).
+* ``strip``: strip surrounding whitespace from each question, as lm-eval's MMLU ``{{question.strip()}}``.
+* ``verbatim``: the record's question is the whole prompt (an lm-eval ``doc_to_text``, `eval.lmeval_tasks`):
+  rendered unchanged after its ``description`` meta, with no cue, and continued with its
+  ``target_delimiter`` meta (default " ") + option text; option scoring. lm-eval's context string and
+  continuations exactly, few-shot examples joined by a blank line as lm-eval's default fewshot_delimiter.
+
+Named templates (`register_template`; a template stands for its modifiers and conflicts like them):
+
+* ``lmeval-arc`` = ``option+label:Question:%20``: lm-eval's ARC prompt "Question: {question}\nAnswer:"
+  with continuations " {choice}".
+* ``lmeval-mmlu`` = ``header+strip``: lm-eval's default MMLU prompt: the description "The following are
+  multiple choice questions (with answers) about {subject}.\n\n", then "{question.strip()}\nA. {A}\n
+  B. {B}\nC. {C}\nD. {D}\nAnswer:" with continuations " A" .. " D".
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote, unquote
 
 from eval.records import MCRecord
 
@@ -99,6 +124,26 @@ COT_FORCED_CUE = "The answer is"  # after the reasoning, for the forced-answer m
 COT_INSTRUCTION = 'Think step by step, then finish with "The answer is" followed by {reply}.'
 
 
+# free-text fields -> their modifier in names ("label:Question:%20")
+_TEXT_FIELDS: dict[str, str] = {"prefix": "prefix", "label": "label", "sep": "sep", "cue_text": "cue"}
+_NAME_SAFE = ":;!?()'*=@[]{}<>$|^"  # left readable in names; spaces, "+", ",", "%", "/" and the rest are escaped
+_BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
+
+
+def encode_text(text: str) -> str:
+    """`text` as it appears in a variant name (percent-encoded; see the module docstring)."""
+    return quote(text, safe=_NAME_SAFE)
+
+
+def decode_text(arg: str, what: str) -> str:
+    """The text a percent-encoded modifier argument stands for; ValueError if empty or malformed."""
+    if not arg:
+        raise ValueError(f"{what} needs text after ':' (percent-encoded, e.g. {what}:Question:%20)")
+    if _BAD_ESCAPE.search(arg):
+        raise ValueError(f"{what}:{arg}: '%' starts an escape such as %20; a literal '%' is %25")
+    return unquote(arg, errors="strict")
+
+
 def _opt(default: Any, text: str) -> Any:
     return field(default=default, metadata={"help": text})
 
@@ -116,6 +161,12 @@ class VariantSpec:
     chat: bool = _opt(False, "use the model's chat template")
     shots: int = _opt(0, "number of few-shot examples")
     scoring: str = _opt("letter", "letter, option (cloze), option_listed or cot (chain of thought, generated)")
+    prefix: str = _opt("", 'text at the very top, as is; "{subject}" is replaced (not with a preamble)')
+    label: str = _opt("", 'text right before the question, e.g. "Question: "')
+    sep: str = _opt("\n", "what joins the question and the option lines")
+    cue_text: str = _opt("", "answer cue text instead of the CUES entry of `cue`")
+    strip: bool = _opt(False, "strip whitespace around the question (lm-eval's MMLU template)")
+    verbatim: bool = _opt(False, "the question is the whole prompt (lm-eval doc_to_text); option scoring")
 
     def __post_init__(self) -> None:
         tables: dict[str, Any] = {
@@ -135,6 +186,24 @@ class VariantSpec:
         _parse_order(self.order)
         if self.scoring == "cot" and (self.cue != "answer" or self.shots):
             raise ValueError("VariantSpec: chain of thought (cot) needs the 'answer' cue and no few-shot examples")
+        for name in _TEXT_FIELDS:
+            if not isinstance(getattr(self, name), str):
+                raise TypeError(f"VariantSpec.{name}={getattr(self, name)!r} must be a str")
+        for name in ("strip", "verbatim"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"VariantSpec.{name}={getattr(self, name)!r} must be a bool")
+        if not self.sep:
+            raise ValueError("VariantSpec.sep must not be empty")
+        if self.prefix and self.preamble != "none":
+            raise ValueError(f"VariantSpec: prefix and preamble {self.preamble!r} both set; use one")
+        if self.cue_text and self.cue != "answer":
+            raise ValueError(f"VariantSpec: cue text {self.cue_text!r} and cue {self.cue!r} both set; use one")
+        if self.verbatim:
+            if self.scoring != "option":
+                raise ValueError(f"VariantSpec: verbatim needs option scoring, got {self.scoring!r}")
+            if self.label or self.sep != "\n" or self.cue_text or self.cue != "answer" or self.strip:
+                raise ValueError("VariantSpec: verbatim renders the question as is; label, sep, cue and strip "
+                                 "have no place in it")
 
     @property
     def generates(self) -> bool:
@@ -155,6 +224,10 @@ class VariantSpec:
                 tokens.append("chat")
             elif f.name == "shots":
                 tokens.append(f"shots:{value}")
+            elif f.name in _TEXT_FIELDS:
+                tokens.append(f"{_TEXT_FIELDS[f.name]}:{encode_text(value)}")
+            elif f.name in ("strip", "verbatim"):
+                tokens.append(f.name)
             else:
                 tokens.append(value)
         return "+".join(tokens) or "default"
@@ -175,6 +248,7 @@ class Prompt:
     continuations: tuple[str, ...]
     answer: int
     order: tuple[int, ...]
+    cue_sep: str = "\n"  # between the user block and the cue (and a shot and its answer); "" for verbatim
 
 
 def _int_arg(arg: str, what: str) -> int:
@@ -219,10 +293,13 @@ def answer_symbols(spec: VariantSpec, n: int) -> tuple[str, ...]:
 
 
 def _cue(spec: VariantSpec) -> str:
+    if spec.verbatim:
+        return ""
+    base = spec.cue_text or CUES[spec.cue]
     if spec.scoring == "cot":
-        return f"{CUES[spec.cue]} {COT_CUE}"
+        return f"{base} {COT_CUE}"
     opener = STYLES[spec.style].opener
-    return f"{CUES[spec.cue]} {opener}" if spec.scoring == "letter" and opener else CUES[spec.cue]
+    return f"{base} {opener}" if spec.scoring == "letter" and opener else base
 
 
 def _preamble(spec: VariantSpec, record: MCRecord) -> str:
@@ -232,11 +309,24 @@ def _preamble(spec: VariantSpec, record: MCRecord) -> str:
     return PREAMBLES[spec.preamble].format(reply=reply, about=about)
 
 
+def _top(spec: VariantSpec, record: MCRecord) -> str:
+    """Everything above the first question block: preamble + blank line, prefix, verbatim description."""
+    preamble = _preamble(spec, record)
+    top = f"{preamble}\n\n" if preamble else ""
+    top += spec.prefix.replace("{subject}", record.subject.replace("_", " "))
+    if spec.verbatim:
+        top += dict(record.meta).get("description", "")
+    return top
+
+
 def _question(spec: VariantSpec, record: MCRecord) -> tuple[str, tuple[str, ...], int, tuple[int, ...]]:
     """(question block, continuations, gold displayed index, order) for one record, no preamble."""
     order = display_order(spec.order, record.id, len(record.choices))
     shown = [record.choices[i] for i in order]
-    lines = [record.question]
+    if spec.verbatim:
+        delimiter = dict(record.meta).get("target_delimiter", " ")
+        return record.question, tuple(delimiter + t for t in shown), order.index(record.answer), order
+    lines = [spec.label + (record.question.strip() if spec.strip else record.question)]
     symbols: tuple[str, ...] = ()
     if spec.scoring != "option":
         try:
@@ -254,7 +344,7 @@ def _question(spec: VariantSpec, record: MCRecord) -> tuple[str, tuple[str, ...]
         continuations = symbols
     else:
         continuations = tuple(" " + t for t in shown)
-    return "\n".join(lines), continuations, order.index(record.answer), order
+    return spec.sep.join(lines), continuations, order.index(record.answer), order
 
 
 def render(spec: VariantSpec, record: MCRecord, shots: Sequence[MCRecord] = ()) -> Prompt:
@@ -266,18 +356,22 @@ def render(spec: VariantSpec, record: MCRecord, shots: Sequence[MCRecord] = ()) 
     for shot in shots:
         if shot.id == record.id:
             raise ValueError(f"few-shot example {shot.id!r} is the question itself")
+        delimiter = dict(shot.meta).get("fewshot_delimiter", "\n\n")
+        if spec.verbatim and delimiter != "\n\n":
+            raise ValueError(f"few-shot example {shot.id!r}: fewshot_delimiter {delimiter!r} is not the blank "
+                             "line gaplens puts between examples")
         block, conts, gold, _ = _question(spec, shot)
         shot_blocks.append((block, cue + conts[gold]))
     user, continuations, answer, order = _question(spec, record)
-    preamble = _preamble(spec, record)
-    if preamble and shot_blocks:
-        shot_blocks[0] = (f"{preamble}\n\n{shot_blocks[0][0]}", shot_blocks[0][1])
-    elif preamble:
-        user = f"{preamble}\n\n{user}"
+    top = _top(spec, record)
+    if top and shot_blocks:
+        shot_blocks[0] = (top + shot_blocks[0][0], shot_blocks[0][1])
+    elif top:
+        user = top + user
     return Prompt(
         question_id=record.id, variant=spec.name(), system=SYSTEMS[spec.system], shots=tuple(shot_blocks),
         user=user, cue=cue, chat=spec.chat, scoring=spec.scoring, continuations=continuations,
-        answer=answer, order=order,
+        answer=answer, order=order, cue_sep="" if spec.verbatim else "\n",
     )
 
 
@@ -300,7 +394,8 @@ def to_messages(prompt: Prompt) -> list[dict[str, str]]:
 def to_text(prompt: Prompt, chat_template: Callable[[list[dict[str, str]]], str] | None = None) -> str:
     """The full text scored before each continuation.
 
-    Raw: [system + "\\n\\n"] + (shot_user + "\\n" + shot_answer + "\\n\\n")* + user + "\\n" + cue.
+    Raw: [system + "\\n\\n"] + (shot_user + "\\n" + shot_answer + "\\n\\n")* + user + "\\n" + cue
+    (`Prompt.cue_sep` in place of each "\\n" before an answer or the cue: "" for verbatim prompts).
     Chat: chat_template(to_messages(prompt)) + cue; the template must add the generation prompt.
     """
     if prompt.chat:
@@ -308,8 +403,8 @@ def to_text(prompt: Prompt, chat_template: Callable[[list[dict[str, str]]], str]
             raise ValueError(f"variant {prompt.variant} needs a chat template; the model has none")
         return chat_template(to_messages(prompt)) + prompt.cue
     parts = [prompt.system + "\n\n"] if prompt.system else []
-    parts += [f"{user}\n{answer}\n\n" for user, answer in prompt.shots]
-    parts.append(f"{prompt.user}\n{prompt.cue}")
+    parts += [f"{user}{prompt.cue_sep}{answer}\n\n" for user, answer in prompt.shots]
+    parts.append(f"{prompt.user}{prompt.cue_sep}{prompt.cue}")
     return "".join(parts)
 
 
@@ -354,14 +449,43 @@ def _register_builtins() -> None:
     register_modifier(
         "shots", lambda spec, arg: dataclasses.replace(spec, shots=_int_arg(arg, "shots")), takes_arg=True
     )
+    for field_name, modifier in _TEXT_FIELDS.items():
+        register_modifier(modifier, _text_setter(field_name, modifier), takes_arg=True)
+    register_modifier("strip", _setter("strip", True))
+    register_modifier("verbatim", lambda spec: dataclasses.replace(spec, verbatim=True, scoring="option"))
+
+
+def _text_setter(field_name: str, modifier: str) -> Callable[[VariantSpec, str], VariantSpec]:
+    return lambda spec, arg: dataclasses.replace(spec, **{field_name: decode_text(arg, modifier)})
+
+
+TEMPLATES: dict[str, str] = {}  # named template -> the canonical variant name it stands for
+
+
+def register_template(name: str, variant: str) -> VariantSpec:
+    """Register `name` as a modifier that stands for the modifiers of `variant` (e.g. "option+label:Q:%20").
+
+    Canonical names spell out the modifiers, so a template never appears in results; combining a template
+    with a modifier that sets the same axis is an error, as for any two modifiers.
+    """
+    target = parse(variant)
+    default = VariantSpec()
+    changes = {f.name: getattr(target, f.name) for f in dataclasses.fields(target)
+               if getattr(target, f.name) != getattr(default, f.name)}
+    if not changes:
+        raise ValueError(f"template {name!r}: variant {variant!r} is the default prompt")
+    register_modifier(name, lambda spec: dataclasses.replace(spec, **changes))
+    TEMPLATES[name] = target.name()
+    return target
 
 
 _register_builtins()
 
 
 def known_modifiers() -> list[str]:
-    """Every modifier a name may use; parametrised ones as "name:N"."""
-    return sorted(MODIFIERS) + [f"{name}:N" for name in sorted(PARAM_MODIFIERS)]
+    """Every modifier a name may use; parametrised ones as "name:N" or "name:TEXT"."""
+    text = set(_TEXT_FIELDS.values())
+    return sorted(MODIFIERS) + [f"{name}:{'TEXT' if name in text else 'N'}" for name in sorted(PARAM_MODIFIERS)]
 
 
 def parse(name: str) -> VariantSpec:
@@ -403,6 +527,9 @@ _BUILTINS = (
     "numbers+paren",
 )
 
+
+register_template("lmeval-arc", "option+label:Question:%20")
+register_template("lmeval-mmlu", "header+strip")
 
 GENERATION_BUILTINS = ("cot", "chat+cot")  # not in "all": generation is slow on CPU (see `--cot` of eval)
 

@@ -354,6 +354,17 @@ def test_subsample_nested_deterministic_and_ordered() -> None:
             subsample(recs, bad)  # type: ignore[arg-type]
 
 
+def test_subsample_select_first_keeps_file_order() -> None:
+    recs = _records(50)
+    assert subsample(recs, 5, select="first") == recs[:5]
+    assert subsample(recs, 5, seed=3, select="first") == recs[:5]
+    assert subsample(recs, 5, seed=3, select="hash") == subsample(recs, 5, seed=3)
+    assert subsample(recs, None, select="first") == recs and subsample(recs, 99, select="first") == recs
+    with pytest.raises(ValueError, match="select must be one of hash, first"):
+        subsample(recs, 5, select="random")
+    assert load_task(TaskSpec("arithmetic", select="first"), n=3) == load_task(TaskSpec("arithmetic"))[:3]
+
+
 def test_load_task_subsample_nested_builtin() -> None:
     small = load_task(TaskSpec("arithmetic"), n=20, seed=3)
     big = load_task(TaskSpec("arithmetic"), n=80, seed=3)
@@ -374,7 +385,7 @@ def test_load_task_subsample_nested_mmlu() -> None:
 
 def test_registry_names_and_errors() -> None:
     names = available_tasks()
-    for name in ("mmlu", "arc-easy", "arc-challenge", "jsonl", "capitals", "arithmetic"):
+    for name in ("mmlu", "arc-easy", "arc-challenge", "jsonl", "csv", "parquet", "hf", "lmeval", "capitals", "arithmetic"):
         assert name in names
     with pytest.raises(TaskError, match=r"unknown task 'capitls'.*did you mean 'capitals'"):
         load_task(TaskSpec("capitls"))

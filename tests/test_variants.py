@@ -283,3 +283,124 @@ def test_cot_rejects_other_cues_and_shots_and_stays_out_of_all() -> None:
     assert not any(parse(v).generates for v in variant_set("all"))
     assert all(parse(v).generates for v in V.generation_variants())
     assert variant_set("cot+chat") == ["chat+cot"] and all(parse(v).name() == v for v in V.generation_variants())
+
+
+# ---- template modifiers (prefix, label, sep, cue text, strip, verbatim) and named templates ----
+
+
+def _pinned_records() -> list[MCRecord]:
+    subjects = ["", "high_school_physics"]
+    return [
+        MCRecord(id=f"q{i}", question=(" " if i % 2 else "") + f"Question {i}?\n" * (1 + i % 2),
+                 choices=tuple(f"opt {j} of {i}" for j in range(2 + i % 4)), answer=i % (2 + i % 4),
+                 subject=subjects[i % 2])
+        for i in range(6)
+    ]
+
+
+def test_builtin_renders_are_pinned() -> None:
+    """Every curated variant renders byte for byte as before the template modifiers were added."""
+    import hashlib
+
+    h = hashlib.sha256()
+    recs = _pinned_records()
+    for name in builtin_variants() + V.generation_variants():
+        spec = parse(name)
+        for r in recs:
+            p = render(spec, r, [s for s in recs if s.id != r.id][: spec.shots])
+            h.update(repr((name, to_text(p, fake_template), p.continuations, p.answer, p.order, p.variant, p.user,
+                           p.cue, p.shots)).encode())
+    assert h.hexdigest() == "8336dcc61a2a2a65d292c673bc3ad016697477108284324944b6b84d74e4de9a"
+
+
+def test_text_modifiers_render_and_round_trip() -> None:
+    r = MCRecord(id="m1", question="  What is 2 + 2? ", choices=("3", "4"), answer=1, subject="basic_math")
+    name = "prefix:Quiz%20on%20{subject}:%0A+label:Q:%20+sep:%20|%20+cue:A:+strip"
+    spec = parse(name)
+    assert spec == VariantSpec(prefix="Quiz on {subject}:\n", label="Q: ", sep=" | ", cue_text="A:", strip=True)
+    assert spec.name() == name and parse(spec.name()) == spec
+    p = render(spec, r)
+    assert to_text(p) == "Quiz on basic math:\nQ: What is 2 + 2? | A. 3 | B. 4\nA:"
+    assert p.continuations == (" A", " B")
+    # a literal "+", "," and "%" survive the name; the canonical form never holds a raw space, "+" or ","
+    odd = VariantSpec(label="1+1, 50% ")
+    assert odd.name() == "label:1%2B1%2C%2050%25%20" and parse(odd.name()) == odd
+    assert variant_set(f"default,{odd.name()}") == ["default", odd.name()]
+    # the cue text keeps wrap's bracket rule, and cot appends its reasoning cue
+    assert render(parse("wrap+cue:Pick:"), r).cue == "Pick: ("
+    assert to_text(render(parse("cot+cue:Reply:"), r)).endswith("\nReply: Let's think step by step.")
+
+
+@pytest.mark.parametrize(
+    ("bad", "pattern"),
+    [
+        ("label:", r"label needs text"),
+        ("label:50%", r"a literal '%' is %25"),
+        ("label:%zz", r"'%' starts an escape"),
+        ("prefix:Hi+header", r"prefix and preamble 'header' both set"),
+        ("correct+cue:So", r"cue text 'So' and cue 'correct' both set"),
+        ("label:A+label:B", r"'label:B' conflicts with 'label:A'"),
+        ("verbatim+label:Q", r"verbatim renders the question as is"),
+        ("verbatim+option_listed", r"verbatim needs option scoring, got 'option_listed'"),
+        ("lmeval-mmlu+instruction", r"'instruction' conflicts with 'lmeval-mmlu'"),
+    ],
+)
+def test_text_modifier_errors(bad: str, pattern: str) -> None:
+    with pytest.raises(ValueError, match=pattern):
+        parse(bad)
+
+
+def test_named_templates_are_their_modifiers() -> None:
+    assert V.TEMPLATES == {"lmeval-arc": "option+label:Question:%20", "lmeval-mmlu": "header+strip"}
+    for template, name in V.TEMPLATES.items():
+        assert parse(template) == parse(name) and parse(template).name() == name
+    assert parse("lmeval-arc+the_answer_is+numbers").name() == "numbers+the_answer_is+option+label:Question:%20"
+    assert "lmeval-arc" in str(V.known_modifiers()) and "label:TEXT" in V.known_modifiers()
+    V.register_template("zz_q", "label:Q:%20")
+    try:
+        assert to_text(render(parse("zz_q+option"), rec())) == "Q: Question q1?\nAnswer:"
+        with pytest.raises(ValueError, match="already registered"):
+            V.register_template("zz_q", "numbers")
+    finally:
+        del V.MODIFIERS["zz_q"], V.TEMPLATES["zz_q"]
+    with pytest.raises(ValueError, match="is the default prompt"):
+        V.register_template("zz_default", "letters")
+
+
+def test_lmeval_arc_and_mmlu_exact_strings() -> None:
+    r = MCRecord(id="a1", question="Which gas do plants absorb? ", choices=("oxygen", "carbon dioxide", "helium"),
+                 answer=1, subject="high_school_biology")
+    arc = render(parse("lmeval-arc"), r)
+    assert to_text(arc) == "Question: Which gas do plants absorb? \nAnswer:"
+    assert arc.continuations == (" oxygen", " carbon dioxide", " helium") and arc.scoring == "option"
+    shot = MCRecord(id="s1", question=" 1 + 1 =", choices=("2", "3", "4", "5"), answer=0, subject="high_school_biology")
+    mmlu = render(parse("lmeval-mmlu+shots:1"), r, [shot])
+    assert to_text(mmlu) == (
+        "The following are multiple choice questions (with answers) about high school biology.\n\n"
+        "1 + 1 =\nA. 2\nB. 3\nC. 4\nD. 5\nAnswer: A\n\n"
+        "Which gas do plants absorb?\nA. oxygen\nB. carbon dioxide\nC. helium\nAnswer:"
+    )
+    assert mmlu.continuations == (" A", " B", " C")
+    # the same prompt spelled with free text: prefix + strip
+    spelled = "prefix:The%20following%20are%20multiple%20choice%20questions%20(with%20answers)%20about%20{subject}.%0A%0A"
+    assert to_text(render(parse(spelled + "+strip+shots:1"), r, [shot])) == to_text(mmlu)
+    # without strip the default MMLU loader's whitespace stays (today's output)
+    assert "absorb? \nA." in to_text(render(parse("header"), r))
+
+
+def test_verbatim_uses_question_description_and_delimiters() -> None:
+    meta = (("description", "Intro.\n\n"), ("target_delimiter", " "), ("fewshot_delimiter", "\n\n"))
+    r = MCRecord(id="v1", question="Question: Sky colour?\nAnswer:", choices=("blue", "red"), answer=0, meta=meta)
+    s = MCRecord(id="v0", question="Question: Grass colour?\nAnswer:", choices=("green", "pink"), answer=0, meta=meta)
+    p = render(parse("verbatim"), r)
+    assert p.variant == "option+verbatim" and p.cue == "" and p.cue_sep == ""
+    assert to_text(p) == "Intro.\n\nQuestion: Sky colour?\nAnswer:" and p.continuations == (" blue", " red")
+    p = render(parse("verbatim+shots:1"), r, [s])
+    assert to_text(p) == "Intro.\n\nQuestion: Grass colour?\nAnswer: green\n\nQuestion: Sky colour?\nAnswer:"
+    plain = MCRecord(id="p1", question="The sky is", choices=("blue", "red"), answer=0)
+    assert to_text(render(parse("verbatim"), plain)) == "The sky is"
+    odd = dataclasses.replace(s, meta=(("fewshot_delimiter", "\n"),))
+    with pytest.raises(ValueError, match="fewshot_delimiter"):
+        render(parse("verbatim+shots:1"), r, [odd])
+    nodelim = dataclasses.replace(r, meta=(("target_delimiter", ""),))
+    assert render(parse("verbatim"), nodelim).continuations == ("blue", "red")
