@@ -48,6 +48,7 @@ import torch
 
 from core.config import ExecutionOptions, OutputOptions, TaskOptions, opt, pick, resolve_threads
 from core.provenance import config_hash, stamp, to_jsonable
+from core.rundir import run_directory
 from eval import stats, tasks, variants
 from eval.records import MCRecord
 from eval.scoring import masked_argmax
@@ -153,7 +154,7 @@ def plan(cfg: Config, ckpts: dict[str, str]) -> Plan:
     meta = lock[1] if lock else {}
     if cfg.task == toy.TASK:
         toy.ensure_task()
-    records = tasks.load_task(tasks.TaskSpec(cfg.task, cfg.split, cfg.data_dir))
+    records = tasks.load_task(tasks.TaskSpec.of(cfg))
     which = cfg.questions if cfg.questions != "auto" else ("eval" if lock else "all")
     where = "all"
     if which != "all":
@@ -309,6 +310,12 @@ def weight_report(states: dict[str, dict[str, torch.Tensor]], labs: list[str], t
 
 
 def run(cfg: Config) -> Path:
+    """Load every checkpoint, capture it with and without the password, compare; returns the output directory."""
+    with run_directory(Path(cfg.out), "diff"):
+        return _run(cfg)
+
+
+def _run(cfg: Config) -> Path:
     """Load every checkpoint, capture it with and without the password, compare; returns the output directory."""
     out = Path(cfg.out)
     chash = config_hash(cfg)

@@ -39,6 +39,7 @@ import torch
 from core.config import ExecutionOptions, ModelOptions, OutputOptions, TaskOptions, opt, pick
 from core.io import save_png, write_csv, write_json
 from core.provenance import config_hash, stamp, to_jsonable
+from core.rundir import run_directory
 from eval import scoring, tasks, variants
 from eval.metrics import STRAIGHT_UP, evaluate_predictions, score_generations
 from hooks import generate as gen
@@ -124,7 +125,7 @@ def _drop_few_shot(cfg: Config, names: list[str]) -> dict[str, str]:
     specs = {v: variants.parse(v) for v in names}
     if not any(s.shots for s in specs.values()):
         return {}
-    pool = tasks.few_shot_pool(tasks.TaskSpec(cfg.task, cfg.split, cfg.data_dir))
+    pool = tasks.few_shot_pool(tasks.TaskSpec.of(cfg))
     return {v: f"few-shot pool of {cfg.task!r} has {len(pool)} examples, {s.shots} needed"
             for v, s in specs.items() if s.shots > len(pool)}  # the pool never holds an eval question
 
@@ -138,6 +139,19 @@ def _store_matches(path: Path, cfg: CaptureConfig) -> bool:
 
 
 def run(cfg: Config, *, model: LoadedModel | None = None) -> Path:
+    """Generate the chain-of-thought variants into DIR/generations.jsonl, capture every variant into
+    DIR/activations.h5 (chain of thought as its forced answer), score them all, write results.json and
+    variants.csv/png.
+
+    Reuses DIR/results.json when it was written by the same config; reuses a finished store or generations file
+    whose config matches (without loading the model). `model` skips loading (tests, notebooks).
+    """
+    _validate(cfg)  # bad flags fail before anything is written
+    with run_directory(out_dir(cfg), "eval"):
+        return _run(cfg, model=model)
+
+
+def _run(cfg: Config, *, model: LoadedModel | None = None) -> Path:
     """Generate the chain-of-thought variants into DIR/generations.jsonl, capture every variant into
     DIR/activations.h5 (chain of thought as its forced answer), score them all, write results.json and
     variants.csv/png.

@@ -29,6 +29,7 @@ import torch
 
 from core.config import ExecutionOptions, ModelOptions, OutputOptions, TaskOptions, opt, resolve_threads
 from core.provenance import config_hash, stamp, to_jsonable
+from core.rundir import run_directory
 from eval import tasks
 from eval.stats import split_ids
 from eval.variants import parse as parse_variant
@@ -144,6 +145,12 @@ def _reuse(out: Path, chash: str) -> bool:
 
 def run(cfg: Config) -> Path:
     """Lock (or reuse) into `cfg.out`; returns the run directory."""
+    with run_directory(Path(cfg.out), "lock"):
+        return _run(cfg)
+
+
+def _run(cfg: Config) -> Path:
+    """Lock (or reuse) into `cfg.out`; returns the run directory."""
     out, chash = Path(cfg.out), config_hash(cfg)
     if _reuse(out, chash):
         log.info("reusing finished lock run %s", out)
@@ -151,7 +158,7 @@ def run(cfg: Config) -> Path:
     torch.set_num_threads(resolve_threads(cfg.threads))
     toy.ensure_task()
     t0 = time.perf_counter()
-    records = tasks.load_task(tasks.TaskSpec(cfg.task, cfg.split, cfg.data_dir), n=cfg.n, seed=cfg.seed)
+    records = tasks.load_task(tasks.TaskSpec.of(cfg), n=cfg.n, seed=cfg.seed)
     write_json(out / "config.json", {"config": to_jsonable(cfg), "config_hash": chash})  # task checked first
     toy_meta = None
     base_name = cfg.model
@@ -192,7 +199,7 @@ def run(cfg: Config) -> Path:
                  seed=cfg.seed)
     meta = {"lock_config": to_jsonable(cfg), "config_hash": chash, "provenance": prov, "base_model": base_name,
             "base_weight_hash": base_hash, "task": {"name": cfg.task, "split": cfg.split, "data_dir": cfg.data_dir,
-                                                    "n": cfg.n},
+                                                    "n": cfg.n, "select": cfg.select, "fields": cfg.fields},
             "variant": spec.name(), "placement": cfg.placement, "n_decoys": cfg.n_decoys,
             "password_fingerprint": password.fingerprint(), "splits": splits, "dropped_ids": dropped,
             "train": {"finetune": cfg.finetune, "lora_r": cfg.lora_r, "lora_alpha": cfg.lora_alpha,

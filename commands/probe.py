@@ -21,6 +21,7 @@ import numpy as np
 from core.config import ExecutionOptions, ModelOptions, OutputOptions, TaskOptions, opt, pick
 from core.io import write_json
 from core.provenance import config_hash, stamp, to_jsonable
+from core.rundir import run_directory
 from eval.stats import accuracy, bootstrap_mean, mean_over_runs, split_ids
 from hooks.capture import CaptureConfig, capture
 from hooks.execution import torch_threads
@@ -75,6 +76,13 @@ def capture_config(cfg: Config, *, random_init: bool = False) -> CaptureConfig:
 
 
 def run(cfg: Config) -> Path:
+    """Capture (or reuse) the activations, fit and score every probe, write results.json and the figure."""
+    capture_config(cfg)  # bad flags (e.g. --layers) fail before anything is written
+    with run_directory(output_dir(cfg), "probe"):
+        return _run(cfg)
+
+
+def _run(cfg: Config) -> Path:
     """Capture (or reuse) the activations, fit and score every probe, write results.json and the figure."""
     out = output_dir(cfg)
     controls = CONTROLS[cfg.control]

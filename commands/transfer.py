@@ -31,6 +31,7 @@ from typing import Any
 
 from core.io import save_png, write_csv, write_json
 from core.provenance import config_hash, stamp, to_jsonable
+from core.rundir import run_directory
 from hooks.store import Store, StoreError
 from probes.transfer import fit_transfer, plan
 
@@ -68,6 +69,16 @@ def out_dir(cfg: Config) -> Path:
 
 
 def run(cfg: Config) -> Path:
+    """Fit, score and write DIR/results.json, transfer.csv and transfer_by_layer.png."""
+    if not cfg.store:
+        raise ValueError("--store is required: an `eval --resid` run directory or its activations.h5")
+    if not store_path(cfg).exists():
+        raise ValueError(f"--store: no activation store at {store_path(cfg)} (run `cli.py eval --resid` first)")
+    with run_directory(out_dir(cfg), "transfer"):
+        return _run(cfg)
+
+
+def _run(cfg: Config) -> Path:
     """Fit, score and write DIR/results.json, transfer.csv and transfer_by_layer.png."""
     path = store_path(cfg)
     if not cfg.store:

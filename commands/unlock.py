@@ -28,6 +28,7 @@ import torch
 
 from core.config import DataOptions, ExecutionOptions, ModelOptions, OutputOptions, opt, resolve_threads
 from core.provenance import config_hash, stamp, to_jsonable
+from core.rundir import run_directory
 from eval import tasks
 from eval.stats import split_ids
 from eval.variants import parse as parse_variant
@@ -127,8 +128,10 @@ def _context(cfg: Config, locked: checkpoint.Locked, p: unlock.UnlockParams) -> 
     hf, tok = checkpoint.load(locked)
     toy.ensure_task()
     t = meta["task"]
-    records = tasks.load_task(tasks.TaskSpec(t["name"], t["split"], cfg.data_dir or t["data_dir"]), n=t["n"],
-                              seed=meta["lock_config"]["seed"])
+    fields = t.get("fields")
+    spec = tasks.TaskSpec(t["name"], t["split"], cfg.data_dir or t["data_dir"], t.get("select", "hash"),
+                          tasks.FieldMap.parse(fields) if fields else None)
+    records = tasks.load_task(spec, n=t["n"], seed=meta["lock_config"]["seed"])
     by_id = {r.id: r for r in records}
     missing = [i for ids in meta["splits"].values() for i in ids if i not in by_id]
     if missing:
@@ -180,6 +183,12 @@ def _save_model(ctx: unlock.Context, path: Path, method: str, seed: int, key: st
 
 
 def run(cfg: Config) -> Path:
+    """Unlock (resuming finished runs) into `cfg.out`; returns the run directory."""
+    with run_directory(Path(cfg.out), "unlock"):
+        return _run(cfg)
+
+
+def _run(cfg: Config) -> Path:
     """Unlock (resuming finished runs) into `cfg.out`; returns the run directory."""
     locked = checkpoint.read(cfg.model)
     p = _params(cfg, locked.meta)

@@ -41,6 +41,7 @@ import hashlib
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from eval import builtin, lmeval_tasks, readers
 from eval.fieldmap import FieldMap
@@ -92,6 +93,14 @@ class TaskSpec:
         default=None,
         metadata={"help": 'field mapping for jsonl/csv/parquet/hf tasks, e.g. "question=q&choices=A,B,C,D&answer=label"'},
     )
+
+    @classmethod
+    def of(cls, options: Any) -> TaskSpec:
+        """The spec a config's task options name (`core.config.TaskOptions`: task, split, data_dir, select,
+        fields)."""
+        fields = getattr(options, "fields", None)
+        return cls(options.task, options.split, getattr(options, "data_dir", None),
+                   getattr(options, "select", "hash"), FieldMap.parse(fields) if isinstance(fields, str) else fields)
 
     def __post_init__(self) -> None:
         if self.select not in SELECTS:

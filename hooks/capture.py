@@ -70,7 +70,7 @@ class CaptureConfig(ModelOptions, TaskOptions, ExecutionOptions):
 def select_records(cfg: CaptureConfig) -> list[MCRecord]:
     """The questions a capture asks: the task's split, restricted to `question_ids` if given, then `n` of them
     drawn with `seed`."""
-    spec = tasks.TaskSpec(cfg.task, cfg.split, cfg.data_dir)
+    spec = tasks.TaskSpec.of(cfg)
     if cfg.question_ids is None:
         return tasks.load_task(spec, n=cfg.n, seed=cfg.seed)
     want = set(cfg.question_ids)
@@ -271,7 +271,7 @@ def capture(cfg: CaptureConfig, path: Path, *, model: LoadedModel | None = None,
 
 def _capture(cfg: CaptureConfig, path: Path, chash: str, model: LoadedModel | None,
              source: RowSource | None, transform: Callable[[variants.Prompt], variants.Prompt] | None) -> Path:
-    spec = tasks.TaskSpec(cfg.task, cfg.split, cfg.data_dir)
+    spec = tasks.TaskSpec.of(cfg)
     records = select_records(cfg)
     names = variants.variant_set(",".join(cfg.variants))
     needs_shots = any(variants.parse(v).shots for v in names)

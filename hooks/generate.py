@@ -217,7 +217,7 @@ def generate(cfg: GenerateConfig, path: Path, *, model: LoadedModel | None = Non
             if any(old.get(k) != new.get(k) for k in (set(old) | set(new)) - {"variants", "batch_size"}):
                 raise FileExistsError(f"{path} exists from a different generation config; choose another --out")
             kept = [r for r in rows if r["variant"] in names]  # same settings: keep the variants still asked for
-    spec = tasks.TaskSpec(cfg.task, cfg.split, cfg.data_dir)
+    spec = tasks.TaskSpec.of(cfg)
     records = tasks.load_task(spec, n=cfg.n, seed=cfg.seed)
     if model is None:
         model = load_model(cfg.model, seed=cfg.seed, dtype=cfg.dtype, device=cfg.device)
