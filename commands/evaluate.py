@@ -26,6 +26,7 @@ template; few-shot variants when the task's few-shot pool is too small.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import re
@@ -39,13 +40,13 @@ import torch
 from core.config import ExecutionOptions, ModelOptions, OutputOptions, TaskOptions, opt, pick
 from core.io import save_png, write_csv, write_json
 from core.provenance import config_hash, stamp, to_jsonable
-from core.rundir import run_directory
+from core.rundir import results_to_reuse, run_directory
 from eval import scoring, tasks, variants
 from eval.metrics import STRAIGHT_UP, evaluate_predictions, score_generations
 from hooks import generate as gen
-from hooks.capture import CaptureConfig, capture
+from hooks.capture import CaptureConfig, capture, is_current
 from hooks.models import LoadedModel, load_model
-from hooks.store import Store, is_complete
+from hooks.store import Store, store_checksum
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,7 @@ DEFAULT_VARIANTS = "default,numbers,lower,paren,wrap,rotate:1,shuffle:0,praise,s
 STORE_NAME, RESULTS_NAME, CSV_NAME, PNG_NAME = "activations.h5", "results.json", "variants.csv", "variants.png"
 GEN_NAME = "generations.jsonl"
 COT_CHOICES = ("auto", "on", "off")
+EXTENDS = ("variants", "cot", "max_new_tokens")  # rerunning with other variants keeps the finished rows
 SCHEMA = "gaplens.eval/1"
 CSV_FIELDS = ("variant", "scoring", "accuracy", "ci_lo", "ci_hi", "n", "dev_acc", "test_acc")
 
@@ -135,7 +137,15 @@ def _drop_chat(cfg: Config, names: list[str]) -> dict[str, str]:
 
 
 def _store_matches(path: Path, cfg: CaptureConfig) -> bool:
-    return is_complete(path, config_hash(cfg))
+    return is_current(cfg, path)
+
+
+def _inputs(store_path: Path, gen_path: Path | None) -> dict[str, Any]:
+    """What the results are computed from: the store's checksum and the generations file's bytes."""
+    gens = None
+    if gen_path is not None and gen_path.exists():
+        gens = hashlib.sha256(gen_path.read_bytes()).hexdigest()[:16]
+    return {"store": store_checksum(store_path), "generations": gens}
 
 
 def run(cfg: Config, *, model: LoadedModel | None = None) -> Path:
@@ -163,14 +173,6 @@ def _run(cfg: Config, *, model: LoadedModel | None = None) -> Path:
     out = out_dir(cfg)
     chash = config_hash(cfg, resolved_variants=names)  # chain of thought resolves differently with CUDA
     results = out / RESULTS_NAME
-    if results.exists() and all((out / f).exists() for f in (CSV_NAME, PNG_NAME, STORE_NAME)):
-        try:
-            done = json.loads(results.read_text()).get("config_hash") == chash
-        except (OSError, json.JSONDecodeError):
-            done = False
-        if done:
-            log.info("reusing finished evaluation %s", out)
-            return out
     store_path, gen_path = out / STORE_NAME, out / GEN_NAME
     dropped = _drop_few_shot(cfg, names)
     runnable = [v for v in names if v not in dropped]
@@ -185,6 +187,15 @@ def _run(cfg: Config, *, model: LoadedModel | None = None) -> Path:
                 and (not gens or gen.is_complete(gen_path, _generate_config(cfg, gens))))
 
     kept = next((k for k in (runnable, chat_free) if k and finished(k)), None)
+    if kept is not None and all((out / f).exists() for f in (CSV_NAME, PNG_NAME)):
+        inputs = _inputs(store_path, gen_path if gens_of(kept) else None)
+        if results_to_reuse(results, config=to_jsonable(cfg), config_hash=chash, inputs=inputs,
+                            overwrite=cfg.overwrite, extends=EXTENDS):
+            log.info("reusing finished evaluation %s", out)
+            return out
+    elif results.exists():
+        results_to_reuse(results, config=to_jsonable(cfg), config_hash=chash, overwrite=cfg.overwrite,
+                         extends=EXTENDS)
     if kept is None:
         if model is None:
             model = load_model(cfg.model, seed=cfg.seed, dtype=cfg.dtype, device=cfg.device)
@@ -218,6 +229,7 @@ def _run(cfg: Config, *, model: LoadedModel | None = None) -> Path:
         "schema": SCHEMA,
         "config": to_jsonable(cfg),
         "config_hash": chash,
+        "inputs": _inputs(store_path, gen_path if gens else None),
         "provenance": stamp(**{k: prov_src.get(k) for k in prov_keys}, variants=kept,
                             capture_package_version=prov_src.get("package_version"),
                             capture_created_utc=prov_src.get("created_utc")),

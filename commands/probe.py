@@ -21,11 +21,11 @@ import numpy as np
 from core.config import ExecutionOptions, ModelOptions, OutputOptions, TaskOptions, opt, pick
 from core.io import write_json
 from core.provenance import config_hash, stamp, to_jsonable
-from core.rundir import run_directory
+from core.rundir import results_to_reuse, run_directory
 from eval.stats import accuracy, bootstrap_mean, mean_over_runs, split_ids
 from hooks.capture import CaptureConfig, capture
 from hooks.execution import torch_threads
-from hooks.store import Store
+from hooks.store import Store, store_checksum
 from probes.fit import FeatureReader, Sweep, ceiling, select_layer, sweep_layers
 from probes.lens import lens_correct
 from probes.plot import plot_by_layer
@@ -94,13 +94,15 @@ def _run(cfg: Config) -> Path:
     capture_s = time.perf_counter() - t0
     chash = results_hash(cfg)
     res_path = out / RESULTS
-    if res_path.exists() and (out / FIGURE).exists():
-        if json.loads(res_path.read_text()).get("config_hash") == chash:
-            log.info("reusing %s (same config)", res_path)
-            return out
+    inputs = {"store": store_checksum(act), "control_store": store_checksum(ctrl) if ctrl else None}
+    if results_to_reuse(res_path, config=to_jsonable(cfg), config_hash=chash, inputs=inputs,
+                        overwrite=cfg.overwrite) and (out / FIGURE).exists():
+        log.info("reusing %s (same config and inputs)", res_path)
+        return out
     t1 = time.perf_counter()
     results = compute(cfg, act, ctrl, out)
     results["config_hash"] = chash
+    results["inputs"] = inputs
     results["timing"] = {"capture_s": round(capture_s, 1), "probes_s": round(time.perf_counter() - t1, 1)}
     write_json(res_path, results)
     plot_by_layer(results, out / FIGURE)

@@ -126,6 +126,8 @@ class OutputOptions(Options):
     """Where the run directory goes (UI-only: the same run written elsewhere is the same run)."""
 
     out: str | None = opt(None, "output directory (default: runs/<command>-<model>-<task>)", ui=True)
+    overwrite: bool = opt(False, "replace results in --out made with another config (finished captures that still "
+                          "match are kept); without it such a rerun is refused", ui=True)
 
 
 def available_cores() -> int:

@@ -21,7 +21,7 @@ import json
 import logging
 import os
 import socket
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -101,9 +101,9 @@ def _acquire(out: Path, command: str) -> Path:
                 path.unlink(missing_ok=True)
                 continue
             if not holder:  # written but not yet filled by a process starting right now, or damaged
-                raise RunDirError(f"--out {out} is locked ({path} exists); if no run is writing it, delete that file")
+                raise RunDirError(f"--out {out} is locked ({path} exists); if no run is writing it, delete that file") from None
             raise RunDirError(f"--out {out} is being written by `{holder.get('command')}` (pid {pid} on {host}, "
-                              f"since {holder.get('started_utc')}); wait for it to finish or choose another --out")
+                              f"since {holder.get('started_utc')}); wait for it to finish or choose another --out") from None
         except OSError as exc:
             if exc.errno in (errno.EACCES, errno.EROFS):
                 raise RunDirError(f"--out {out}: the directory is not writable ({exc.strerror})") from None
@@ -134,3 +134,39 @@ def run_directory(out: str | Path, command: str) -> Iterator[Path]:
             (out / MARKER_NAME).unlink(missing_ok=True)
             with contextlib.suppress(OSError):
                 out.rmdir()
+
+
+def results_to_reuse(path: str | Path, *, config: Mapping[str, Any], config_hash: str,
+                     inputs: Mapping[str, Any] | None = None, overwrite: bool = False,
+                     extends: tuple[str, ...] = ()) -> bool:
+    """Decide what to do with an existing results file at `path` before computing new results.
+
+    True: it is the finished result of this config and these inputs; reuse it. False: there is none, it cannot be
+    read, or its inputs changed (the data, the model, a store it was computed from): compute (logged, naming why).
+    A results file of another config is never overwritten silently: RunDirError naming the differing fields,
+    unless `overwrite` (--overwrite) is set, or the config differs only in fields that extend a run (`extends`,
+    e.g. eval's --variants, whose finished rows are kept): those are recomputed with a log message.
+    """
+    path = Path(path)
+    if not path.exists():
+        return False
+    try:
+        old = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        log.warning("%s is unreadable (%s): computing the results again", path, exc)
+        return False
+    if old.get("config_hash") != config_hash:
+        before = old.get("config") or {}
+        diff = sorted(k for k in set(before) | set(config) if before.get(k) != config.get(k))
+        if overwrite or (diff and set(diff) <= set(extends)):
+            log.warning("replacing %s, made with another config (%s)", path,
+                        "--overwrite" if overwrite else "changed: " + ", ".join(diff))
+            return False
+        shown = ", ".join(f"{k}: {before.get(k)!r} -> {config.get(k)!r}" for k in diff[:6]) or "(not recorded)"
+        raise RunDirError(f"{path} holds results of another config ({shown}); choose another --out, or rerun with "
+                          "--overwrite to replace them (finished captures in the directory are kept)")
+    if inputs is not None and old.get("inputs") != dict(inputs):
+        changed = sorted(k for k in inputs if (old.get("inputs") or {}).get(k) != inputs[k]) or ["(not recorded)"]
+        log.warning("%s was computed from other inputs (%s changed): computing it again", path, ", ".join(changed))
+        return False
+    return True

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 
@@ -36,3 +39,14 @@ class MCRecord:
             raise TaskError(
                 f"{where}: field 'answer' is {self.answer}, outside 0..{len(self.choices) - 1}"
             )
+
+
+def fingerprint(records: Sequence[MCRecord]) -> str:
+    """A short sha256 of the questions' content, in order (ids, texts, choices, answers, subjects, meta): an edited
+    task file gives another fingerprint, so a run made from the old one is never reused."""
+    h = hashlib.sha256()
+    for r in records:
+        h.update(json.dumps([r.id, r.question, list(r.choices), r.answer, r.subject, [list(m) for m in r.meta]],
+                            ensure_ascii=False).encode())
+        h.update(b"\n")
+    return h.hexdigest()[:16]

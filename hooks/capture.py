@@ -25,15 +25,16 @@ from tqdm.auto import tqdm
 from core.config import ExecutionOptions, ModelOptions, TaskOptions, opt, ui_fields
 from core.provenance import config_hash, stamp, to_jsonable
 from eval import extract, scoring, tasks, variants
-from eval.records import MCRecord
+from eval.records import MCRecord, fingerprint
 from hooks import forward as cap
 from hooks.generate import read_generations
-from hooks.models import LoadedModel, load_model
-from hooks.store import Store, StoreWriter
+from hooks.models import LoadedModel, load_model, model_fingerprint
+from hooks.store import Store, StoreWriter, is_complete
 
 log = logging.getLogger(__name__)
 
 BLOCK_ROWS = 256  # rows per store block: what an interruption can lose, and the unit of resuming
+CODE_VERSION = 2  # bump when a change here changes what a store holds: part of every store's identity
 
 @dataclass(frozen=True)
 class CaptureConfig(ModelOptions, TaskOptions, ExecutionOptions):
@@ -79,6 +80,23 @@ def select_records(cfg: CaptureConfig) -> list[MCRecord]:
         raise ValueError(f"{len(want) - len(records)} of the requested question ids are not in "
                          f"{cfg.task}:{cfg.split}")
     return tasks.subsample(records, cfg.n, seed=cfg.seed)
+
+
+def is_current(cfg: CaptureConfig, path: Path) -> bool:
+    """Whether `path` is a complete store of `cfg` made from today's inputs (data, model files, code), so that
+    `capture` would reuse it as it is. Loads the task data, never the model."""
+    if not is_complete(path, config_hash(cfg)):
+        return False
+    with Store(path) as s:
+        return s.inputs == input_fingerprints(cfg, select_records(cfg))
+
+
+def input_fingerprints(cfg: CaptureConfig, records: Sequence[MCRecord]) -> dict[str, Any]:
+    """What a store is made from besides its config: the questions' content, the model's weight files (or seed)
+    and this module's code version. A store is reused only when all of them are unchanged."""
+    return {"data": fingerprint(records),
+            "model": model_fingerprint(cfg.model, seed=cfg.seed, random_init=cfg.random_init),
+            "code": CODE_VERSION}
 
 
 @dataclass(frozen=True)
@@ -251,28 +269,36 @@ def capture(cfg: CaptureConfig, path: Path, *, model: LoadedModel | None = None,
         raise ValueError("capture: a prompt transform needs both its name (CaptureConfig.prompt_transform) and its "
                          "function (transform=)")
     chash = config_hash(cfg)
+    records = select_records(cfg)  # the data, before any model loads
+    inputs = input_fingerprints(cfg, records)
     source: RowSource | None = None
     if path.exists():
         existing = Store(path)
-        if existing.config_hash == chash:
+        if existing.config_hash == chash and existing.inputs == inputs:
             existing.close()
             log.info("reusing finished capture %s", path)
             return path
-        if not (reuse_rows and RowSource.compatible(existing.config, cfg)):
+        if existing.config_hash == chash:
+            changed = [k for k in inputs if existing.inputs.get(k) != inputs[k]] or ["(not recorded)"]
+            log.warning("%s was captured from other inputs (%s changed): capturing again", path, ", ".join(changed))
+            existing.close()
+            path.unlink()
+        elif not (reuse_rows and RowSource.compatible(existing.config, cfg) and existing.inputs == inputs):
             existing.close()
             raise FileExistsError(f"{path} exists from a different capture config; choose another --out")
-        source = RowSource(existing, cfg)
+        else:
+            source = RowSource(existing, cfg)
     try:
-        return _capture(cfg, path, chash, model, source, transform)
+        return _capture(cfg, path, chash, model, source, transform, records, inputs)
     finally:
         if source is not None:
             source.close()
 
 
 def _capture(cfg: CaptureConfig, path: Path, chash: str, model: LoadedModel | None,
-             source: RowSource | None, transform: Callable[[variants.Prompt], variants.Prompt] | None) -> Path:
+             source: RowSource | None, transform: Callable[[variants.Prompt], variants.Prompt] | None,
+             records: list[MCRecord], inputs: dict[str, Any]) -> Path:
     spec = tasks.TaskSpec.of(cfg)
-    records = select_records(cfg)
     names = variants.variant_set(",".join(cfg.variants))
     needs_shots = any(variants.parse(v).shots for v in names)
     pool = tasks.few_shot_pool(spec) if needs_shots else []
@@ -307,7 +333,8 @@ def _capture(cfg: CaptureConfig, path: Path, chash: str, model: LoadedModel | No
     resid_dtype = _resid_dtype(cfg.resid_dtype, model)
     writer = StoreWriter.open(
         path, rows=table, order=order, n_layers_stored=len(layers), d_model=model.d_model, layers=layers,
-        config=to_jsonable(cfg), config_hash=chash, provenance=prov, block_rows=block_rows, resid=cfg.resid,
+        config=to_jsonable(cfg), config_hash=chash, provenance=prov, block_rows=block_rows, inputs=inputs,
+        resid=cfg.resid,
         resid_dtype=resid_dtype,
     )
     try:

@@ -10,6 +10,7 @@ import contextlib
 import hashlib
 import importlib
 import importlib.util
+import json
 import logging
 import os
 import shutil
@@ -120,6 +121,70 @@ def weight_hash(model: torch.nn.Module) -> str:
         h.update(f"{name}:{tuple(t.shape)}:{t.dtype}".encode())
         h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return h.hexdigest()[:16]
+
+
+WEIGHT_FILES = ("*.safetensors", "*.bin", "*.gguf")
+
+
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 22), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def file_sha256(path: str | Path) -> str:
+    """sha256 of a weight file, without reading it when that is known: a Hugging Face cache blob is named by its
+    sha256; other files are hashed once and remembered by (real path, size, mtime) in the model cache."""
+    real = Path(path).resolve()
+    if real.parent.name == "blobs" and len(real.name) == 64 and all(c in "0123456789abcdef" for c in real.name):
+        return real.name
+    st = real.stat()
+    key = f"{real}|{st.st_size}|{st.st_mtime_ns}"
+    memo_path = cache_root() / "file_hashes.json"
+    try:
+        memo = json.loads(memo_path.read_text())
+    except (OSError, json.JSONDecodeError):
+        memo = {}
+    if key not in memo:
+        memo[key] = _sha256_file(real)
+        with contextlib.suppress(OSError):
+            memo_path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = memo_path.with_name(f"{memo_path.name}.{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(memo))
+            os.replace(tmp, memo_path)
+    return memo[key]
+
+
+def files_hash(directory: str | Path) -> str:
+    """sha256 over the names and sha256s of a checkpoint directory's weight files (first 16 hex digits): the same
+    files give the same hash without loading a tensor."""
+    d = Path(directory)
+    files = sorted({f for pattern in WEIGHT_FILES for f in d.glob(pattern)})
+    if not files:
+        raise ModelError(f"{d}: no weight files ({', '.join(WEIGHT_FILES)})")
+    h = hashlib.sha256()
+    for f in files:
+        h.update(f"{f.name}:{file_sha256(f)}\n".encode())
+    return h.hexdigest()[:16]
+
+
+def model_fingerprint(name: str, *, seed: int = 0, random_init: bool = False) -> str:
+    """What identifies a model's weights before loading it (cheap): its weight files' hash for a local directory or
+    an embedded model's GGUF, the seed for tiny and random-init models, the id for a hub model not cached here."""
+    if name in tiny.TINY_MODELS:
+        return f"tiny:{name}:seed{seed}:v{tiny.VERSION}"
+    if name in EMBEDDED:
+        spec = EMBEDDED[name]
+        local = _hf_local_cache(spec.hf_id) if os.environ.get("GAPLENS_IGNORE_HF_CACHE") != "1" else None
+        base = f"hf-cache:{files_hash(local)}" if local is not None else f"gguf:{file_sha256(_gguf_path(spec))[:16]}"
+    elif Path(name).exists():
+        base = f"dir:{files_hash(name)}"
+    else:
+        local = _hf_local_cache(name) if "/" in name else None
+        base = f"hf-cache:{files_hash(local)}" if local is not None else f"hub:{name}"
+    return f"{base}:random-init:seed{seed}" if random_init else base
 
 
 @contextlib.contextmanager

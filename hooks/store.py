@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import shutil
 from collections.abc import Mapping, Sequence
@@ -45,6 +46,7 @@ ROW_FIELDS = ("question_id", "variant_id", "option_index", "label", "answer_orig
 ARRAYS = ("resid", "answer_logits", "lens_logits", "option_logprob", "option_ntokens", "option_nchars")
 FORMAT = 2  # on-disk layout version (2: block parts consolidated at completion, with a checksum)
 _STR = h5py.string_dtype("utf-8")
+log = logging.getLogger(__name__)
 
 
 class StoreError(ValueError):
@@ -123,6 +125,7 @@ class StoreWriter:
         config_hash: str,
         provenance: Mapping[str, Any],
         block_rows: int,
+        inputs: Mapping[str, Any] | None = None,
         resid: bool = True,
         resid_dtype: str = "float16",
         check_space: bool = True,
@@ -136,6 +139,7 @@ class StoreWriter:
         parts = parts_dir(path)
         meta = {
             "format": FORMAT, "config": dict(config), "config_hash": config_hash, "provenance": dict(provenance),
+            "inputs": dict(inputs or {}),
             "layers": [int(x) for x in layers], "block_rows": int(block_rows), "n_rows": int(len(order)),
             "d_model": int(d_model), "n_layers_stored": int(n_layers_stored), "max_choices": int(order.shape[1]),
             "resid": bool(resid), "resid_dtype": resid_dtype,
@@ -147,7 +151,16 @@ class StoreWriter:
             except (OSError, json.JSONDecodeError) as exc:
                 raise StoreError(f"{meta_path}: unreadable ({exc}); delete {parts} to start the capture again") \
                     from None
-            same = all(old.get(k) == meta[k] for k in meta if k not in ("config", "provenance"))
+            same = all(old.get(k) == meta[k] for k in meta if k not in ("config", "provenance", "inputs"))
+            if same and old.get("inputs") != meta["inputs"]:
+                log.warning("%s: the unfinished capture there was made from other inputs (%s); starting again",
+                            parts, ", ".join(k for k in meta["inputs"] if old.get("inputs", {}).get(k) !=
+                                             meta["inputs"][k]))
+                shutil.rmtree(parts)
+                return cls.open(path, rows=rows, order=order, n_layers_stored=n_layers_stored, d_model=d_model,
+                                layers=layers, config=config, config_hash=config_hash, provenance=provenance,
+                                block_rows=block_rows, inputs=inputs, resid=resid, resid_dtype=resid_dtype,
+                                check_space=check_space)
             if not same:
                 raise StoreError(f"{parts} holds an unfinished capture of another config ({old.get('config_hash')}, "
                                  f"now {config_hash}); delete it or choose another --out")
@@ -233,6 +246,7 @@ class StoreWriter:
                 self._write_arrays(f, digest)
                 f.attrs["config"] = json.dumps(m["config"], sort_keys=True)
                 f.attrs["config_hash"] = m["config_hash"]
+                f.attrs["inputs"] = json.dumps(m.get("inputs", {}), sort_keys=True)
                 f.attrs["provenance"] = json.dumps(m["provenance"], sort_keys=True)
                 f.attrs["layers"] = np.asarray(m["layers"], dtype=np.int64)
                 f.attrs["block_rows"] = self.block_rows
@@ -304,6 +318,7 @@ class Store:
             self.config: dict[str, Any] = json.loads(attrs["config"])
             self.provenance: dict[str, Any] = json.loads(attrs["provenance"])
             self.config_hash: str = str(attrs["config_hash"])
+            self.inputs: dict[str, Any] = json.loads(attrs.get("inputs", "{}"))
             self.checksum: str = str(attrs["checksum"])
         except StoreError:
             self._file.close()
@@ -424,3 +439,9 @@ def is_complete(path: str | Path, config_hash: str | None = None) -> bool:
             return config_hash is None or s.config_hash == config_hash
     except StoreError:
         return False
+
+
+def store_checksum(path: str | Path) -> str:
+    """The checksum a complete store recorded at completion (what results computed from it record)."""
+    with Store(path) as s:
+        return s.checksum

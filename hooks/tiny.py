@@ -12,6 +12,8 @@ from typing import Any
 
 import torch
 
+VERSION = 1  # bump when a tiny model's weights or tokenizer change (it is part of every run's identity)
+
 TINY_MODELS: dict[str, dict[str, int]] = {
     "tiny-llama": {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
                    "intermediate_size": 128},

@@ -11,7 +11,7 @@ import cli
 from commands.probe import Config, output_dir
 
 
-def test_probe_cli_smoke_and_reuse(tmp_path):
+def test_probe_cli_smoke_and_reuse(tmp_path, capsys):
     args = ["probe", "--model", "tiny-llama", "--task", "capitals", "--n", "24", "--out", str(tmp_path)]
     assert cli.main(args) == 0
     res = json.loads((tmp_path / "results.json").read_text())
@@ -37,9 +37,12 @@ def test_probe_cli_smoke_and_reuse(tmp_path):
     assert np.isfinite(res["probe_accuracy_by_layer"]["option"][-1]["value"])
 
     h5, results = tmp_path / "activations.h5", tmp_path / "results.json"
-    stamp = h5.stat().st_mtime_ns
-    # same capture, another control: the capture is reused, a control capture added, the results recomputed
-    assert cli.main([*args, "--control", "random-init"]) == 0
+    stamp, before = h5.stat().st_mtime_ns, results.read_bytes()
+    # same capture, another analysis: refused, naming what differs, nothing changed...
+    assert cli.main([*args, "--control", "random-init"]) == 2
+    assert "control: 'shuffled' -> 'random-init'" in capsys.readouterr().err and results.read_bytes() == before
+    # ...unless asked: the capture is reused, a control capture added, the results recomputed
+    assert cli.main([*args, "--control", "random-init", "--overwrite"]) == 0
     assert h5.stat().st_mtime_ns == stamp and (tmp_path / "activations_control.h5").exists()
     res2 = json.loads(results.read_text())
     assert set(res2["control_accuracy_by_layer"]) == {"random-init"} and res2["config"]["control"] == "random-init"
