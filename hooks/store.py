@@ -79,6 +79,13 @@ def _fsync_write(path: Path, write: Any) -> None:
         raise
 
 
+def _table_bytes(values: np.ndarray) -> bytes:
+    """Bytes of a row table for the checksum: strings as UTF-8 joined by NUL, numbers as little-endian int64."""
+    if values.dtype.kind in "UOS":
+        return "\0".join(str(v) for v in values.tolist()).encode()
+    return np.ascontiguousarray(values.astype("<i8")).tobytes()
+
+
 def estimate_bytes(n_rows: int, n_layers: int, d_model: int, max_choices: int, *, resid: bool,
                    resid_dtype: str) -> int:
     """Bytes one finished store takes (residuals dominate: rows x layers x d_model)."""
@@ -161,6 +168,8 @@ class StoreWriter:
                                 layers=layers, config=config, config_hash=config_hash, provenance=provenance,
                                 block_rows=block_rows, inputs=inputs, resid=resid, resid_dtype=resid_dtype,
                                 check_space=check_space)
+            for torn in parts.glob("*.tmp"):  # a block being written when the process died
+                torn.unlink()
             if not same:
                 raise StoreError(f"{parts} holds an unfinished capture of another config ({old.get('config_hash')}, "
                                  f"now {config_hash}); delete it or choose another --out")
@@ -243,6 +252,9 @@ class StoreWriter:
                     else:
                         g.create_dataset(key, data=values)
                 g.create_dataset("order", data=z["order"])
+                for key in sorted(z.files):  # the row tables (labels, ids) count in the checksum too
+                    digest.update(f"rows/{key}".encode())
+                    digest.update(_table_bytes(z[key]))
                 self._write_arrays(f, digest)
                 f.attrs["config"] = json.dumps(m["config"], sort_keys=True)
                 f.attrs["config_hash"] = m["config_hash"]
@@ -422,6 +434,10 @@ class Store:
     def verify(self) -> bool:
         """Recompute the checksum over every array and compare it with the one recorded at completion."""
         digest = hashlib.sha256()
+        tables = {**{k: self._file["rows"][k][:] for k in self._file["rows"]}}
+        for key in sorted(tables):
+            digest.update(f"rows/{key}".encode())
+            digest.update(_table_bytes(tables[key].astype(str) if tables[key].dtype.kind == "O" else tables[key]))
         block_rows = int(self._file.attrs["block_rows"])
         keys = sorted(k for k in ARRAYS if k in self._file)
         for b in range(int(self._file.attrs["n_blocks"])):
