@@ -89,10 +89,14 @@ class TaskOptions(DataOptions):
                       "order)", hash_if_set=True)
     fields: str | None = opt(None, 'field mapping for csv:/jsonl:/parquet:/hf: tasks, e.g. "question=q&choices=A,B,'
                              'C,D&answer=label" (or append "?..." to --task)', hash_if_set=True)
+    truncate: str = opt("none", "prompts longer than the model's context: none (an error naming the question) or "
+                        "left (drop their first tokens; the count is recorded)", hash_if_set=True)
 
     def _check(self) -> None:
         if not str(self.task).strip():
             raise ValueError("--task is empty")
+        if self.truncate not in ("none", "left"):
+            raise ValueError(f"--truncate must be none or left, got {self.truncate!r}")
         if self.select not in ("hash", "first"):
             raise ValueError(f"--select must be hash or first, got {self.select!r}")
         if self.n is not None and self.n < 1:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,7 @@ from eval import extract, scoring, tasks, variants
 from eval.records import MCRecord, fingerprint
 from hooks import forward as cap
 from hooks.generate import read_generations
-from hooks.models import LoadedModel, load_model, model_fingerprint
+from hooks.models import LoadedModel, ModelInfo, load_model, load_tokenizer, model_fingerprint
 from hooks.store import Store, StoreWriter, is_complete
 
 log = logging.getLogger(__name__)
@@ -129,7 +129,7 @@ def _shots(pool: Sequence[MCRecord], record: MCRecord, k: int, seed: int) -> lis
 
 
 def plan_rows(
-    model: LoadedModel, records: Sequence[MCRecord], variant_names: Sequence[str], pool: Sequence[MCRecord], seed: int,
+    model: LoadedModel | ModelInfo, records: Sequence[MCRecord], variant_names: Sequence[str], pool: Sequence[MCRecord], seed: int,
     generations: Mapping[tuple[str, str], Mapping[str, Any]] | None = None, *,
     transform: Callable[[variants.Prompt], variants.Prompt] | None = None, first_token: bool = False,
 ) -> list[Row]:
@@ -174,7 +174,7 @@ def plan_rows(
     return rows
 
 
-def _letter_row(model: LoadedModel, qid: str, vid: str, prompt: variants.Prompt, prefix: list[int], text: str,
+def _letter_row(model: LoadedModel | ModelInfo, qid: str, vid: str, prompt: variants.Prompt, prefix: list[int], text: str,
                 continuations: Sequence[str]) -> Row:
     """One lettered row: the answer is read from the first distinct token of each continuation."""
     conts = cap.continuation_ids(model.tokenizer, text, continuations)
@@ -197,6 +197,35 @@ def _shared_head(seqs: Sequence[Sequence[int]]) -> list[int]:
     while all(len(t) > n for t in seqs) and len({t[n] for t in seqs}) == 1:
         n += 1
     return list(seqs[0][:n])
+
+
+def fit_context(rows: Sequence[Row], context: int | None, truncate: str) -> tuple[list[Row], dict[str, Any]]:
+    """Rows that fit the model's context. A longer row is an error naming its question, variant and token count;
+    with `truncate="left"` every row of its (question, variant) loses the same first tokens (so options keep one
+    shared prefix), and the counts are returned for the provenance."""
+    if context is None:
+        return list(rows), {"rows": 0, "context": None}
+    longest: dict[tuple[str, str], int] = {}
+    for r in rows:
+        longest[r.question_id, r.variant] = max(longest.get((r.question_id, r.variant), 0), len(r.ids))
+    over = {k: n - context for k, n in longest.items() if n > context}
+    if not over:
+        return list(rows), {"rows": 0, "context": context}
+    if truncate != "left":
+        (qid, variant), extra = max(over.items(), key=lambda kv: kv[1])
+        raise ValueError(f"{len(over)} prompt(s) do not fit the model's context of {context} tokens; the longest: "
+                         f"question {qid}, variant {variant}, {context + extra} tokens. Shorten the task, or pass "
+                         "--truncate left to drop their first tokens (the count is recorded)")
+    out = []
+    for r in rows:
+        k = over.get((r.question_id, r.variant), 0)
+        if k and len(r.ids) - k <= r.n_cont:
+            raise ValueError(f"question {r.question_id}, variant {r.variant}: its answer alone ({r.n_cont} tokens) "
+                             f"does not fit the context of {context} tokens")
+        out.append(replace(r, ids=r.ids[k:]) if k else r)
+    return out, {"rows": sum(1 for r in rows if over.get((r.question_id, r.variant))), "context": context,
+                 "prompts": len(over), "questions": len({q for q, _ in over}), "max_tokens_dropped": max(over.values()),
+                 "side": "left"}
 
 
 def _row_order(r: Row) -> tuple[int, int, str, str, int]:
@@ -302,6 +331,11 @@ def _capture(cfg: CaptureConfig, path: Path, chash: str, model: LoadedModel | No
     names = variants.variant_set(",".join(cfg.variants))
     needs_shots = any(variants.parse(v).shots for v in names)
     pool = tasks.few_shot_pool(spec) if needs_shots else []
+    info = model if model is not None else load_tokenizer(cfg.model)
+    planned = plan_rows(info, records, names, pool, cfg.seed, _generations(cfg, names), transform=transform,
+                        first_token=cfg.first_token)
+    planned, truncated = fit_context(planned, info.context_length, cfg.truncate)  # before the weights load
+    rows = sorted(planned, key=_row_order)
     if model is None:
         model = load_model(cfg.model, random_init=cfg.random_init, seed=cfg.seed, dtype=cfg.dtype,
                            device=cfg.device)
@@ -310,8 +344,6 @@ def _capture(cfg: CaptureConfig, path: Path, chash: str, model: LoadedModel | No
     if source is not None and source.weight_hash != model.weight_hash:
         raise FileExistsError(f"{path} was captured from other weights ({source.weight_hash}, now "
                               f"{model.weight_hash}); choose another --out")
-    rows = sorted(plan_rows(model, records, names, pool, cfg.seed, _generations(cfg, names), transform=transform,
-                            first_token=cfg.first_token), key=_row_order)
     max_c = max(len(r.order) for r in rows)
     order = np.full((len(rows), max_c), -1, dtype=np.int64)
     for i, r in enumerate(rows):
@@ -328,7 +360,7 @@ def _capture(cfg: CaptureConfig, path: Path, chash: str, model: LoadedModel | No
         "subject": np.array([subjects[r.question_id] for r in rows], dtype=object),
     }
     prov = stamp(**model.provenance(), task=cfg.task, split=cfg.split, seed=cfg.seed, variants=names,
-                 n_questions=len(records))
+                 n_questions=len(records), truncated=truncated)
     block_rows = BLOCK_ROWS
     resid_dtype = _resid_dtype(cfg.resid_dtype, model)
     writer = StoreWriter.open(

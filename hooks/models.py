@@ -76,6 +76,11 @@ class LoadedModel:
         return int(self.bridge.cfg.d_model)
 
     @property
+    def context_length(self) -> int | None:
+        """The longest sequence the model's positions cover (None when its config does not say)."""
+        return context_length(self.hf_model.config)
+
+    @property
     def device(self) -> torch.device:
         """Where the model's inputs go (the device of its input embedding)."""
         return self.hf_model.get_input_embeddings().weight.device
@@ -101,6 +106,62 @@ class LoadedModel:
             "d_model": self.d_model,
             "architecture": type(self.hf_model).__name__,
         }
+
+
+def context_length(config: Any) -> int | None:
+    """The context length a HF config declares (max_position_embeddings or its other names)."""
+    for key in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
+        value = getattr(config, key, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    text = getattr(config, "text_config", None)
+    return context_length(text) if text is not None else None
+
+
+@dataclass
+class ModelInfo:
+    """What planning prompts needs, without the weights: the tokenizer, the chat template and the context length
+    (`LoadedModel` answers the same questions)."""
+
+    name: str
+    tokenizer: Any
+    context_length: int | None
+
+    def chat_template(self) -> Callable[[list[dict[str, str]]], str] | None:
+        return LoadedModel.chat_template(self)  # type: ignore[arg-type]
+
+
+def load_tokenizer(name: str) -> ModelInfo:
+    """The tokenizer and context length of a model by name or path, without loading its weights (an embedded
+    model is dequantized into the cache the first time, as `load_model` would)."""
+    from transformers import AutoConfig, AutoTokenizer
+
+    if name in tiny.TINY_MODELS:
+        tok, ctx = tiny.build_tokenizer(), tiny.CONTEXT
+    else:
+        if name in EMBEDDED:
+            spec = EMBEDDED[name]
+            local = _hf_local_cache(spec.hf_id) if os.environ.get("GAPLENS_IGNORE_HF_CACHE") != "1" else None
+            path: str | Path = local if local is not None else _dequantize_to_cache(name, spec)
+        elif Path(name).exists():
+            path = Path(name)
+            if not (path / "config.json").exists():
+                raise ModelError(f"{path} is not a Hugging Face model directory: config.json is missing")
+        elif "/" in name and not name.startswith((".", "/")):
+            path = name
+        else:
+            raise ModelError(f"unknown model '{name}': not a registered name and no such path. "
+                             f"Available: {', '.join(available_models())}, a local HF model directory, or a Hugging "
+                             "Face id.")
+        try:
+            tok = AutoTokenizer.from_pretrained(path)
+            ctx = context_length(AutoConfig.from_pretrained(path))
+        except Exception as exc:  # noqa: BLE001 - re-raised with context
+            raise ModelError(f"could not load the tokenizer of {name}: {type(exc).__name__}: {exc}") from exc
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    tok.padding_side = "left"
+    return ModelInfo(name, tok, ctx)
 
 
 def available_models() -> list[str]:

@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 
+CONTEXT = 1024  # max_position_embeddings of every tiny model
 VERSION = 1  # bump when a tiny model's weights or tokenizer change (it is part of every run's identity)
 
 TINY_MODELS: dict[str, dict[str, int]] = {
@@ -97,7 +98,7 @@ def build(name: str, *, seed: int = 0) -> tuple[Any, Any]:
     tok = build_tokenizer()
     cfg = LlamaConfig(
         vocab_size=len(tok),
-        max_position_embeddings=1024,
+        max_position_embeddings=CONTEXT,
         bos_token_id=tok.bos_token_id,
         eos_token_id=tok.eos_token_id,
         pad_token_id=tok.pad_token_id,

@@ -95,7 +95,7 @@ def test_fields_added_with_hash_if_set_keep_old_hashes_and_ui_fields_never_count
 
     from core.provenance import config_hash, to_jsonable
 
-    old = {k: v for k, v in to_jsonable(CFG).items() if k not in ("generations", "generations_hash", "threads", "question_ids", "prompt_transform", "first_token", "select", "fields")}
+    old = {k: v for k, v in to_jsonable(CFG).items() if k not in ("generations", "generations_hash", "threads", "question_ids", "prompt_transform", "first_token", "select", "fields", "truncate")}
     import hashlib
     import json
 

@@ -151,3 +151,25 @@ def test_kill_9_during_a_capture_resumes_to_the_same_bytes(tmp_path):
     with Store(tmp_path / "clean" / "activations.h5") as a, Store(out / "activations.h5") as b:
         assert a.checksum == b.checksum
         np.testing.assert_array_equal(a.resid_rows(), b.resid_rows())
+
+
+def test_a_prompt_longer_than_the_context_is_named_before_the_model_loads(tmp_path, monkeypatch):
+    import hooks.capture as cap_mod
+
+    rows = [{"id": "short", "question": "Which is first?", "choices": ["a", "b"], "answer": 0},
+            {"id": "huge", "question": "word " * 3000 + "Which?", "choices": ["a", "b"], "answer": 1}]
+    data = tmp_path / "long.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    monkeypatch.setattr(cap_mod, "load_model", lambda *a, **k: pytest.fail("the model loaded"))
+    cfg = CaptureConfig(model="tiny-llama", task=f"jsonl:{data}", variants=("default", "option"))
+    with pytest.raises(ValueError, match=r"context of 1024 tokens; the longest: question huge, variant \w+, \d{4} "
+                                         r"tokens.*--truncate left"):
+        capture(cfg, tmp_path / "s.h5")
+    assert not (tmp_path / "s.h5").exists() and not parts_dir(tmp_path / "s.h5").exists()
+    monkeypatch.undo()
+    import dataclasses
+
+    path = capture(dataclasses.replace(cfg, truncate="left"), tmp_path / "t.h5")
+    with Store(path) as s:
+        assert s.provenance["truncated"]["questions"] == 1 and s.provenance["truncated"]["context"] == 1024
+        assert s.rows["n_tokens"].max() <= 1024
