@@ -37,7 +37,7 @@ from hooks.models import load_hf, weight_hash
 from locking import checkpoint, data, evalset, password, policies, toy, toy_pretrain
 from locking import lock_report as report
 from locking.io import read_json, write_csv, write_json, write_jsonl
-from locking.train import FINETUNE_METHODS, LOSSES, TrainParams, prepare, train, unwrap
+from locking.train import FINETUNE_METHODS, LOSSES, Checkpointing, TrainParams, prepare, train, unwrap
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +78,8 @@ class Config(ModelOptions, TaskOptions, ExecutionOptions, OutputOptions):
     dtype: str = opt("float32", "float32, or bfloat16 (autocast; fp32 master weights)")
     threads: int = opt(1, "torch CPU threads (1 is steadier on a shared 2-core machine; training bytes depend on it)",
                        ui=True)
+    checkpoint_every: int = opt(100, "save the training state every N steps (0: never); a rerun resumes from it",
+                                ui=True)
     toy_steps: int = opt(1500, "toy pretraining: maximum steps")
     toy_dir: str | None = opt(None, "toy base/weak models directory, reused when complete (default OUT/toy)")
     out: str = opt("runs/lock", "output directory", ui=True)
@@ -190,7 +192,8 @@ def _run(cfg: Config) -> Path:
                       freeze_embeddings=cfg.freeze_embeddings, seed=cfg.seed)
     params = TrainParams(steps=cfg.steps, lr=cfg.lr, batch_size=cfg.batch_size, seed=cfg.seed,
                          warmup_steps=min(20, cfg.steps // 10), bf16=cfg.dtype == "bfloat16", loss=cfg.loss)
-    losses = train(trainee, items, params, pad_id=tok.pad_token_id, desc="lock")
+    ck = Checkpointing(out / "train_checkpoint.pt", cfg.checkpoint_every, chash) if cfg.checkpoint_every else None
+    losses = train(trainee, items, params, pad_id=tok.pad_token_id, desc="lock", checkpoint=ck)
     locked = unwrap(trainee)
     lock_seconds = time.perf_counter() - t_lock
     locked_eval = report.evaluate(locked, tok, es, bf16=cfg.dtype == "bfloat16")

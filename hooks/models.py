@@ -14,7 +14,9 @@ import json
 import logging
 import os
 import shutil
+import socket
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -248,13 +250,53 @@ def model_fingerprint(name: str, *, seed: int = 0, random_init: bool = False) ->
     return f"{base}:random-init:seed{seed}" if random_init else base
 
 
+OWNER = ".gaplens-owner.json"
+CACHE_RECORD = "gaplens_cache.json"
+
+
+def clean_litter(parent: Path, *, max_age_s: float = 3600.0) -> list[Path]:
+    """Remove temporary directories that `atomic_dir` left in `parent` when its process was killed: those whose
+    owner process is gone (this host), or without an owner record and older than `max_age_s`. Returns them."""
+    removed = []
+    if not parent.is_dir():
+        return removed
+    now = time.time()
+    for d in parent.iterdir():
+        if not (d.is_dir() and d.name.startswith(".")):
+            continue
+        try:
+            owner = json.loads((d / OWNER).read_text())
+        except (OSError, json.JSONDecodeError):
+            owner = None
+        if owner is not None and owner.get("host") == socket.gethostname():
+            try:
+                os.kill(int(owner["pid"]), 0)
+                continue  # still being written
+            except ProcessLookupError:
+                pass
+            except (PermissionError, ValueError, KeyError):
+                continue
+        elif owner is not None or now - d.stat().st_mtime < max_age_s:
+            continue
+        shutil.rmtree(d, ignore_errors=True)
+        removed.append(d)
+    if removed:
+        log.warning("removed %d unfinished temporary director%s left in %s by killed runs", len(removed),
+                    "y" if len(removed) == 1 else "ies", parent)
+    return removed
+
+
 @contextlib.contextmanager
 def atomic_dir(target: Path) -> Iterator[Path]:
-    """Yield a temporary sibling directory that replaces `target` only if the block completes."""
+    """Yield a temporary sibling directory that replaces `target` only if the block completes. The temporary
+    directory records its owner, so that one left by a killed process is cleaned on the next start
+    (`clean_litter`)."""
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    (tmp / OWNER).write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname()}))
     try:
         yield tmp
+        (tmp / OWNER).unlink(missing_ok=True)
         if target.exists():
             shutil.rmtree(target)
         os.replace(tmp, target)
@@ -288,8 +330,12 @@ def _gguf_path(spec: EmbeddedSpec) -> Path:
 def _dequantize_to_cache(name: str, spec: EmbeddedSpec) -> Path:
     """Dequantize the embedded GGUF once into a HF directory under the cache (atomic: tmp dir, then rename)."""
     target = cache_root() / "models" / name
-    if (target / "config.json").exists() and any(target.glob("*.safetensors")):
+    clean_litter(target.parent)
+    if cache_ok(target):
         return target
+    if target.exists():
+        log.warning("the cached %s in %s is incomplete or does not match its recorded hash: dequantizing it again",
+                    name, target)
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     gguf = _gguf_path(spec)
@@ -303,7 +349,18 @@ def _dequantize_to_cache(name: str, spec: EmbeddedSpec) -> Path:
         hf.save_pretrained(tmp)
         tok.save_pretrained(tmp)
         (tmp / "gaplens_source.txt").write_text(f"{gguf}\n{spec.hf_id}\n")
+        (tmp / CACHE_RECORD).write_text(json.dumps({"files_hash": files_hash(tmp), "gguf": str(gguf)}))
     return target
+
+
+def cache_ok(target: Path) -> bool:
+    """Whether a dequantized cache directory is complete and its weight files still hash to what was recorded
+    when it was written (cheap after the first check: file hashes are remembered by size and mtime)."""
+    try:
+        record = json.loads((target / CACHE_RECORD).read_text())
+        return (target / "config.json").exists() and files_hash(target) == record["files_hash"]
+    except (OSError, json.JSONDecodeError, KeyError, ModelError):
+        return False
 
 
 def _hf_local_cache(hf_id: str) -> Path | None:

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -148,6 +150,53 @@ def unwrap(model: Any) -> Any:
     return model.merge_and_unload() if hasattr(model, "merge_and_unload") else model
 
 
+@dataclass(frozen=True)
+class Checkpointing:
+    """Where and how often `train` saves what it needs to resume: the trainable weights, the optimizer and
+    scheduler states, the RNG state, the losses so far and the step. `key` names the run (e.g. its config hash):
+    a checkpoint with another key is not resumed from."""
+
+    path: Path
+    every: int
+    key: str
+
+
+def _save_checkpoint(ck: Checkpointing, model: Any, opt: Any, sched: Any, step: int, losses: list[float]) -> None:
+    state = {"key": ck.key, "step": step, "losses": losses, "torch_rng": torch.get_rng_state(),
+             "model": {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad},
+             "optimizer": opt.state_dict(), "scheduler": sched.state_dict()}
+    ck.path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = ck.path.with_name(ck.path.name + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, ck.path)
+
+
+def _load_checkpoint(ck: Checkpointing, model: Any, opt: Any, sched: Any) -> tuple[int, list[float]]:
+    """(last finished step, losses) restored from `ck.path`, or (0, []) when there is nothing to resume."""
+    if not ck.path.exists():
+        return 0, []
+    try:
+        state = torch.load(ck.path, weights_only=False)
+    except Exception as exc:  # noqa: BLE001 - a torn file: train from the start
+        log.warning("%s is unreadable (%s): training from step 0", ck.path, exc)
+        return 0, []
+    if state.get("key") != ck.key:
+        log.warning("%s is a checkpoint of another run: training from step 0", ck.path)
+        return 0, []
+    missing = set(state["model"]) ^ {n for n, p in model.named_parameters() if p.requires_grad}
+    if missing:
+        raise ValueError(f"{ck.path}: its weights do not match the model being trained ({sorted(missing)[:3]}...)")
+    with torch.no_grad():
+        params = dict(model.named_parameters())
+        for name, value in state["model"].items():
+            params[name].copy_(value)
+    opt.load_state_dict(state["optimizer"])
+    sched.load_state_dict(state["scheduler"])
+    torch.set_rng_state(state["torch_rng"])
+    log.info("resuming %s from step %d", ck.path, state["step"])
+    return int(state["step"]), list(state["losses"])
+
+
 def train(
     model: Any,
     items: Sequence[TrainItem],
@@ -157,10 +206,14 @@ def train(
     on_step: Callable[[int, float], bool | None] | None = None,
     desc: str = "train",
     progress: bool = True,
+    checkpoint: Checkpointing | None = None,
 ) -> list[float]:
     """Train `model` in place for `params.steps` steps; returns the loss of each step.
 
-    `on_step(step, loss)` runs after each step (1-based); returning True stops training early.
+    `on_step(step, loss)` runs after each step (1-based); returning True stops training early. With `checkpoint`,
+    the state is saved every `checkpoint.every` steps and a rerun resumes from the last save to the same final
+    weights as an uninterrupted run (the batches of the finished steps are drawn again and skipped); the file is
+    removed when training finishes.
     """
     if not items:
         raise ValueError("no training items")
@@ -171,11 +224,13 @@ def train(
     warm = max(params.warmup_steps, 0)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warm) if warm else 1.0)
     batches = _batches(len(items), params.batch_size, rng)
-    losses: list[float] = []
+    done, losses = _load_checkpoint(checkpoint, model, opt, sched) if checkpoint else (0, [])
+    for _ in range(done):
+        next(batches)
     model.train()
-    bar = tqdm(total=params.steps, desc=desc, unit="step", disable=not progress, leave=False)
+    bar = tqdm(total=params.steps, initial=done, desc=desc, unit="step", disable=not progress, leave=False)
     try:
-        for step in range(1, params.steps + 1):
+        for step in range(done + 1, params.steps + 1):
             batch = collate([items[i] for i in next(batches)], pad_id)
             if batch["rows"].numel() == 0:  # every answer token masked out: nothing to learn, no optimizer step
                 losses.append(0.0)
@@ -198,9 +253,13 @@ def train(
             losses.append(value)
             bar.update(1)
             bar.set_postfix(loss=f"{value:.3f}")
+            if checkpoint is not None and checkpoint.every and step % checkpoint.every == 0 and step < params.steps:
+                _save_checkpoint(checkpoint, model, opt, sched, step, losses)
             if on_step is not None and on_step(step, value):
                 break
     finally:
         bar.close()
         model.eval()
+    if checkpoint is not None:
+        checkpoint.path.unlink(missing_ok=True)
     return losses

@@ -135,3 +135,38 @@ def test_choices_loss_is_restricted_softmax(tiny) -> None:
     assert answer_loss(logits, batch, "choices") < answer_loss(logits, batch, "vocab")
     with pytest.raises(ValueError, match="loss"):
         TrainParams(steps=1, lr=1.0, batch_size=1, loss="bogus")
+
+
+@pytest.mark.parametrize("method", ["full", "lora"])
+def test_an_interrupted_training_resumes_to_the_same_final_weights(tiny, tmp_path, method) -> None:
+    from hooks.tiny import build
+    from locking.train import Checkpointing
+
+    _, tok = tiny
+    items = _items(tok)
+    params = TrainParams(steps=10, lr=1e-2, batch_size=2, seed=3, warmup_steps=2)
+
+    def fresh():
+        return prepare(build("tiny-llama", seed=0)[0], method, seed=3)
+
+    whole = fresh()
+    ref_losses = train(whole, items, params, pad_id=tok.pad_token_id, progress=False)
+    ck = Checkpointing(tmp_path / "ck.pt", every=3, key="run")
+
+    def crash(step: int, loss: float) -> None:
+        if step == 7:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(fresh(), items, params, pad_id=tok.pad_token_id, progress=False, checkpoint=ck, on_step=crash)
+    assert torch.load(ck.path, weights_only=False)["step"] == 6
+    resumed = fresh()
+    losses = train(resumed, items, params, pad_id=tok.pad_token_id, progress=False, checkpoint=ck)
+    assert losses == ref_losses and not ck.path.exists()
+    for (name, a), (_, b) in zip(unwrap(whole).state_dict().items(), unwrap(resumed).state_dict().items(),
+                                 strict=True):
+        assert torch.equal(a, b), name
+    other = Checkpointing(tmp_path / "ck.pt", every=3, key="another run")
+    with pytest.raises(KeyboardInterrupt):
+        train(fresh(), items, params, pad_id=tok.pad_token_id, progress=False, checkpoint=ck, on_step=crash)
+    assert train(fresh(), items, params, pad_id=tok.pad_token_id, progress=False, checkpoint=other) == ref_losses

@@ -79,3 +79,33 @@ def test_wrapped_model_saves_as_plain_checkpoint(tmp_path):
 def weight_hash_of_plain(loaded):
     plain = load_hf(loaded.path)
     return weight_hash(plain.model)
+
+
+def test_cache_litter_of_killed_runs_is_cleaned_and_a_damaged_cache_is_refused(tiny_model, tmp_path):
+    import json
+    import os
+    import socket
+    import subprocess
+
+    from hooks import models
+
+    parent = tmp_path / "models"
+    parent.mkdir()
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    killed = parent / ".smollm2.abc"
+    killed.mkdir()
+    (killed / models.OWNER).write_text(json.dumps({"pid": dead.pid, "host": socket.gethostname()}))
+    running = parent / ".smollm2.def"
+    running.mkdir()
+    (running / models.OWNER).write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname()}))
+    assert models.clean_litter(parent) == [killed] and running.exists()
+    # a cache directory is used only while its files hash to its record
+    target = parent / "tiny"
+    with models.atomic_dir(target) as tmp:
+        tiny_model.save(tmp)
+        (tmp / models.CACHE_RECORD).write_text(json.dumps({"files_hash": models.files_hash(tmp)}))
+    assert models.cache_ok(target) and not (target / models.OWNER).exists()
+    weights = next(target.glob("*.safetensors"))
+    weights.write_bytes(weights.read_bytes()[:-10])  # truncated
+    assert not models.cache_ok(target)

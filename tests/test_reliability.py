@@ -173,3 +173,34 @@ def test_a_prompt_longer_than_the_context_is_named_before_the_model_loads(tmp_pa
     with Store(path) as s:
         assert s.provenance["truncated"]["questions"] == 1 and s.provenance["truncated"]["context"] == 1024
         assert s.rows["n_tokens"].max() <= 1024
+
+
+def test_a_lock_killed_mid_training_resumes_to_the_same_model(tmp_path):
+    """The toy lock killed with SIGKILL after a training checkpoint, then rerun: the same final weights and metrics
+    as an uninterrupted lock."""
+    from safetensors.torch import load_file
+
+    toy = tmp_path / "toy"
+    args = [sys.executable, "cli.py", "lock", "--toy-steps", "40", "--steps", "160", "--n", "64", "--batch-size", "8",
+            "--checkpoint-every", "10", "--toy-dir", str(toy)]
+    subprocess.run([*args, "--out", str(tmp_path / "clean")], cwd=ROOT, check=True, capture_output=True)
+    out = tmp_path / "killed"
+    proc = subprocess.Popen([*args, "--out", str(out)], cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and not (out / "train_checkpoint.pt").exists() and proc.poll() is None:
+        time.sleep(0.01)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    if not (out / "train_checkpoint.pt").exists():
+        pytest.skip("the lock finished before it could be killed")
+    rerun = subprocess.run([args[0], "cli.py", "-v", *args[2:], "--out", str(out)], cwd=ROOT, capture_output=True,
+                           text=True)
+    assert rerun.returncode == 0, rerun.stderr
+    assert "resuming" in rerun.stderr and not (out / "train_checkpoint.pt").exists()
+    a = load_file(next((tmp_path / "clean" / "model").glob("*.safetensors")))
+    b = load_file(next((out / "model").glob("*.safetensors")))
+    assert a.keys() == b.keys() and all(np.array_equal(a[k].numpy(), b[k].numpy()) for k in a)
+    ra = json.loads((tmp_path / "clean" / "results.json").read_text())
+    rb = json.loads((out / "results.json").read_text())
+    assert ra["metrics"] == rb["metrics"]
