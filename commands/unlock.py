@@ -36,7 +36,7 @@ from hooks.models import save_checkpoint, weight_hash
 from locking import checkpoint, controls, evalset, toy, unlock
 from locking import unlock_report as report
 from locking.io import read_json, write_csv, write_json
-from locking.train import FINETUNE_METHODS
+from locking.train import FINETUNE_METHODS, Checkpointing
 from locking.unlock_plot import plot
 
 log = logging.getLogger(__name__)
@@ -78,6 +78,8 @@ class Config(ModelOptions, DataOptions, ExecutionOptions, OutputOptions):
     seed: int = opt(0, "first seed")
     threads: int = opt(1, "torch CPU threads (training bytes depend on it)", ui=True)
     progress: bool = opt(True, "progress bars", ui=True)
+    checkpoint_every: int = opt(100, "save each run's training state every N steps (0: never); a rerun resumes "
+                                "from it", ui=True)
     save_models: bool = opt(False, "save each run's final model as a HF checkpoint in OUT/models/{method}-s{seed}/ "
                                   "(not the noise / scale sweeps)")
     out: str = opt("runs/unlock", "output directory", ui=True)
@@ -242,7 +244,8 @@ def _run(cfg: Config) -> Path:
                     and (not want_model or _model_saved(model_dir, key))):
                 runs[method].append(read_json(path))
                 continue
-            ctx.final = None
+            ctx.begin_run(Checkpointing(out / "runs" / f"{method}-s{seed}.ckpt", cfg.checkpoint_every, key)
+                          if cfg.checkpoint_every else None)
             record = one(method, seed) | {"key": key}
             if want_model and ctx.final is not None:
                 _save_model(ctx, model_dir, method, seed, key, locked)

@@ -161,8 +161,9 @@ class Checkpointing:
     key: str
 
 
-def _save_checkpoint(ck: Checkpointing, model: Any, opt: Any, sched: Any, step: int, losses: list[float]) -> None:
-    state = {"key": ck.key, "step": step, "losses": losses, "torch_rng": torch.get_rng_state(),
+def _save_checkpoint(ck: Checkpointing, model: Any, opt: Any, sched: Any, step: int, losses: list[float],
+                     caller: dict[str, Any] | None) -> None:
+    state = {"key": ck.key, "step": step, "losses": losses, "torch_rng": torch.get_rng_state(), "caller": caller,
              "model": {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad},
              "optimizer": opt.state_dict(), "scheduler": sched.state_dict()}
     ck.path.parent.mkdir(parents=True, exist_ok=True)
@@ -171,7 +172,8 @@ def _save_checkpoint(ck: Checkpointing, model: Any, opt: Any, sched: Any, step: 
     os.replace(tmp, ck.path)
 
 
-def _load_checkpoint(ck: Checkpointing, model: Any, opt: Any, sched: Any) -> tuple[int, list[float]]:
+def _load_checkpoint(ck: Checkpointing, model: Any, opt: Any, sched: Any,
+                     caller: dict[str, Any] | None) -> tuple[int, list[float]]:
     """(last finished step, losses) restored from `ck.path`, or (0, []) when there is nothing to resume."""
     if not ck.path.exists():
         return 0, []
@@ -193,6 +195,9 @@ def _load_checkpoint(ck: Checkpointing, model: Any, opt: Any, sched: Any) -> tup
     opt.load_state_dict(state["optimizer"])
     sched.load_state_dict(state["scheduler"])
     torch.set_rng_state(state["torch_rng"])
+    if caller is not None and state.get("caller") is not None:
+        caller.clear()
+        caller.update(state["caller"])
     log.info("resuming %s from step %d", ck.path, state["step"])
     return int(state["step"]), list(state["losses"])
 
@@ -207,13 +212,15 @@ def train(
     desc: str = "train",
     progress: bool = True,
     checkpoint: Checkpointing | None = None,
+    state: dict[str, Any] | None = None,
 ) -> list[float]:
     """Train `model` in place for `params.steps` steps; returns the loss of each step.
 
     `on_step(step, loss)` runs after each step (1-based); returning True stops training early. With `checkpoint`,
     the state is saved every `checkpoint.every` steps and a rerun resumes from the last save to the same final
     weights as an uninterrupted run (the batches of the finished steps are drawn again and skipped); the file is
-    removed when training finishes.
+    removed when training finishes. `state`, a dict the caller's `on_step` keeps its own progress in (e.g. an
+    evaluation curve), is saved with the checkpoint and restored in place on resume.
     """
     if not items:
         raise ValueError("no training items")
@@ -224,7 +231,7 @@ def train(
     warm = max(params.warmup_steps, 0)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warm) if warm else 1.0)
     batches = _batches(len(items), params.batch_size, rng)
-    done, losses = _load_checkpoint(checkpoint, model, opt, sched) if checkpoint else (0, [])
+    done, losses = _load_checkpoint(checkpoint, model, opt, sched, state) if checkpoint else (0, [])
     for _ in range(done):
         next(batches)
     model.train()
@@ -254,7 +261,7 @@ def train(
             bar.update(1)
             bar.set_postfix(loss=f"{value:.3f}")
             if checkpoint is not None and checkpoint.every and step % checkpoint.every == 0 and step < params.steps:
-                _save_checkpoint(checkpoint, model, opt, sched, step, losses)
+                _save_checkpoint(checkpoint, model, opt, sched, step, losses, state)
             if on_step is not None and on_step(step, value):
                 break
     finally:

@@ -27,7 +27,7 @@ from eval.records import MCRecord
 from eval.variants import VariantSpec
 from locking import controls, data, evalset, policies
 from locking.controls import State
-from locking.train import TrainParams, prepare, train, unwrap
+from locking.train import Checkpointing, TrainParams, prepare, train, unwrap
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +90,21 @@ class Context:
     bf16: bool = False
     _relock_items: list[data.TrainItem] = field(default_factory=list)
     final: State | None = None  # the final weights of the last run that trained (set by every curve method)
+    checkpoint: Checkpointing | None = None  # the run's training checkpoints (path prefix, every, run key)
+    _n_finetunes: int = 0
+
+    def begin_run(self, checkpoint: Checkpointing | None) -> None:
+        """Start a run whose training calls checkpoint under `checkpoint` (numbered within the run)."""
+        self.checkpoint, self._n_finetunes, self.final = checkpoint, 0, None
+
+    def next_checkpoint(self) -> Checkpointing | None:
+        """The checkpoint of the run's next training call: a finished call's file is gone, so a resumed run
+        recomputes it (deterministically) and resumes the one that was interrupted."""
+        if self.checkpoint is None:
+            return None
+        i, self._n_finetunes = self._n_finetunes, self._n_finetunes + 1
+        ck = self.checkpoint
+        return Checkpointing(ck.path.with_name(f"{ck.path.name}.{i}.pt"), ck.every, f"{ck.key}:{i}")
 
 
 def _rng(*key: int) -> np.random.Generator:
@@ -139,20 +154,21 @@ def finetune(ctx: Context, p: UnlockParams, start: State, items: Sequence[data.T
     model = prepare(controls.load_state(ctx.model, start), p.finetune, lora_r=p.lora_r, lora_alpha=p.lora_alpha,
                     freeze_embeddings=p.freeze_embeddings, seed=seed)
     every = max(1, round(p.eval_every * spe))
-    points = [point(ctx, model, 0)] if curve else []
+    kept: dict[str, Any] = {"points": [point(ctx, model, 0)] if curve else []}
 
     def on_step(step: int, loss: float) -> None:
         if curve and (step % every == 0 or step == steps):
-            points.append(point(ctx, model, round(step / spe, 3)))
+            kept["points"].append(point(ctx, model, round(step / spe, 3)))
             model.train()
 
     params = TrainParams(steps=steps, lr=lr or p.lr, batch_size=batch_size or p.batch_size, seed=seed, bf16=p.bf16,
                          loss=p.loss)
     if steps:
-        train(model, items, params, pad_id=ctx.tok.pad_token_id, on_step=on_step, desc=desc, progress=ctx.progress)
+        train(model, items, params, pad_id=ctx.tok.pad_token_id, on_step=on_step, desc=desc, progress=ctx.progress,
+              checkpoint=ctx.next_checkpoint(), state=kept)
     plain = unwrap(model)
     ctx.model = plain
-    return points, controls.state_of(plain)
+    return kept["points"], controls.state_of(plain)
 
 
 def _record(ctx: Context, method: str, seed: int, curve: list[dict[str, float]], final: State,

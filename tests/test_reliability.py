@@ -124,7 +124,7 @@ def test_a_store_without_its_completion_record_is_never_read(tiny_model, tmp_pat
 
     cfg = CaptureConfig(model="tiny-llama", task="capitals", n=6, variants=("default",))
     path = capture(cfg, tmp_path / "s.h5", model=tiny_model)
-    with h5py.File(path, "a") as f:  # noqa: the test plays a writer that died before completion
+    with h5py.File(path, "a") as f:  # the test plays a writer that died before completing
         del f.attrs["complete"]
     with pytest.raises(StoreError, match="incomplete"):
         Store(path)
