@@ -32,6 +32,8 @@ from typing import Any
 import h5py
 import numpy as np
 
+from core.schemas import ModelIdentity, from_data
+
 ROW_FIELDS = ("question_id", "variant_id", "option_index", "label", "answer_original", "n_choices", "n_tokens")
 _STR = h5py.string_dtype("utf-8")
 
@@ -192,6 +194,17 @@ class Store:
 
     def variants(self) -> list[str]:
         return list(dict.fromkeys(self.rows["variant_id"].tolist()))
+
+    def identity(self) -> ModelIdentity | None:
+        """The captured model's identity (None for stores captured before identities were recorded)."""
+        ident = self.provenance.get("identity")
+        return from_data(ModelIdentity, ident, "identity") if ident else None
+
+    def subjects(self) -> dict[str, str]:
+        """question id -> subject ("" when the task has none or the store predates the subject column)."""
+        if "subject" not in self.rows:
+            return {}
+        return dict(zip(self.rows["question_id"].tolist(), self.rows["subject"].tolist(), strict=True))
 
     def resid(self, layer_pos: int, mask: np.ndarray | None = None, block: int = 4096) -> np.ndarray:
         """(rows, d_model) float32 residual at stored layer position `layer_pos`, read in blocks."""
