@@ -93,6 +93,8 @@ def from_data(tp: Any, data: Any, where: str = "") -> Any:
         return data
     if dataclasses.is_dataclass(tp):
         return _from_object(tp, data, where)
+    if isinstance(data, np.ndarray) and origin in (list, tuple):
+        data = list(data)
     if origin is list:
         (item,) = typing.get_args(tp)
         if not isinstance(data, (list, tuple)):
