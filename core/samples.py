@@ -6,9 +6,9 @@ question and whether it was right, so runs can be joined question by question (`
 
 - ``question_id`` (string): the question's id in its task.
 - ``subject`` (string, nullable): the question's subject (MMLU subject, ...); null when the task has none.
-- ``split`` (string): the question's role in this run: ``train`` / ``test`` (probes: fit on train, scored on test),
-  ``dev`` / ``test`` (eval and unlock: choose on dev, report on test), ``eval`` (lock and diff: held-out questions),
-  ``all``.
+- ``split`` (string): the question's role in this run: ``train`` / ``test`` (probe runs: probes fit on train,
+  scored on test; transfer runs: test only), ``dev`` / ``test`` (eval and unlock: choose on dev, report on test),
+  ``eval`` (lock: the lock's held-out questions), ``all`` (diff: every question; its probe rows are ``test``).
 - ``variant`` (string): the prompt variant the answer came from (``default``, ``option``, ``rotate:1``...).
 - ``method`` (string): how the answer was read. ``prompted:<scoring>`` (the model's own answer: ``letter`` = argmax
   of the answer-symbol logits, ``option`` = option text with the highest summed log-prob, ``option_norm`` = per
@@ -27,10 +27,12 @@ question and whether it was right, so runs can be joined question by question (`
 - ``prediction`` (int64): the answer, as the question's ORIGINAL choice index (-1: no answer).
 - ``gold`` (int64): the gold answer's original choice index.
 - ``correct`` (bool): prediction == gold.
-- ``score`` (float64, nullable): the method's score for its answer: prompted letter, lens, lock, unlock and diff
-  answers the logit (or first-token log-probability) of the chosen symbol; prompted option text its summed
-  log-probability (per character for option_norm); eval runs the softmax probability of the answer over the
-  choices; probes the probe's logit for the answer; null when there is none (policies, no answer).
+- ``score`` (float64, nullable): the method's score for its answer: the logit of the chosen answer symbol (prompted
+  letter answers in probe, transfer and diff runs, the lens), the first-token log-probability of the chosen option
+  (lock, base, locked, unlock), the option text's summed log-probability (``prompted:option``; per character for
+  ``option_norm``), the softmax probability of the answer over the choices (every eval row), the probe's logit for the
+  answer (probes, controls, transfer), the policy's probability of its answer (policies); null when the method has
+  none (diff probes) or there is no answer.
 - ``n_choices`` (int32): the question's number of choices.
 - ``model`` (string): the model as named by the run (diff: each checkpoint).
 - ``weight_hash`` (string, nullable): the weights' hash (null for models a run made and did not save).

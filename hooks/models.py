@@ -79,7 +79,7 @@ def identity(hf: Any, tok: Any, *, name: str, source: str, path: str | None, dig
              random_init: bool = False) -> ModelIdentity:
     """The identity of a plain (not yet wrapped) HF model; `digest` skips hashing the weights again."""
     kind, kind_source = model_kind(name, path, tok)
-    cfg = hf.config
+    cfg = getattr(hf.config, "text_config", None) or hf.config  # multimodal configs keep the LM's in text_config
     return ModelIdentity(
         name=name, source=source, path=path, weight_hash=digest or weight_hash(hf), n_params=n_params(hf),
         kind=kind, kind_source=kind_source, architecture=type(hf).__name__,  # type: ignore[arg-type]

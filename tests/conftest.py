@@ -36,8 +36,6 @@ def contract_runs(tmp_path_factory):
     runs = {"root": root}
     runs["probe"] = probe.run(probe.Config(model="tiny-llama", task="capitals", n=16, n_shuffles=2,
                                            out=str(root / "probe")))
-    runs["probe-4l"] = probe.run(probe.Config(model="tiny-llama-4l", task="capitals", n=16, n_shuffles=1,
-                                              out=str(root / "probe-4l")))
     runs["eval"] = evaluate.run(evaluate.Config(model="tiny-llama", task="capitals", n=16, n_boot=50, resid=True,
                                                 variants="default,rotate:1,option", out=str(root / "eval")))
     runs["transfer"] = transfer.run(transfer.Config(store=str(runs["eval"]), train_variant="default",

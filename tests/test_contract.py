@@ -23,7 +23,7 @@ from core.schemas import (
     load_result,
 )
 
-KINDS = {"probe": ProbeResult, "probe-4l": ProbeResult, "eval": EvalResult, "transfer": TransferResult,
+KINDS = {"probe": ProbeResult, "eval": EvalResult, "transfer": TransferResult,
          "lock": LockResult, "unlock": UnlockResult, "diff": DiffResult}
 
 
@@ -35,7 +35,7 @@ def test_results_read_back_exactly_and_summarize(contract_runs, kind) -> None:
     assert type(result) is KINDS[kind] and doc["schema"] == result.schema_id()
     assert result.to_json() == doc  # written and read by the same dataclasses: nothing lost, nothing added
     header = result.header
-    assert header.command == kind.split("-")[0] and header.model.n_params > 0 and header.config_hash
+    assert header.command == kind and header.model.n_params > 0 and header.config_hash
     assert header.model.kind in ("base", "instruct", "fine-tuned") and header.task.n_questions > 0
     module = importlib.import_module(COMMANDS[header.command].module)
     assert module.summarize(contract_runs[kind])  # summarize reads the typed results
@@ -73,7 +73,7 @@ def test_every_run_has_a_per_question_table(contract_runs, kind) -> None:
     table = read_samples(contract_runs[kind] / "samples.parquet")
     assert tuple(table.column_names) == NAMES
     df = table.to_pandas()
-    assert len(df) and set(df.command) == {kind.split("-")[0]}
+    assert len(df) and set(df.command) == {kind}
     assert (df.correct == (df.prediction == df.gold)).all()
     assert ((df.prediction >= -1) & (df.prediction < df.n_choices)).all() and (df.gold < df.n_choices).all()
     assert not df.duplicated(["question_id", "variant", "method", "condition", "layer", "model"]).any()

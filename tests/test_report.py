@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from commands import report
-from core.schemas import EvalResult, ProbeResult, ReportManifest, SchemaError
+from core.schemas import EvalResult, LockResult, ProbeResult, ReportManifest, SchemaError
 from report.load import find_results, load_run, load_runs
 from report.rows import TIDY_COLUMNS
 from report.tables import gap_items, model_summaries
@@ -39,7 +39,7 @@ def built_report(contract_runs, tmp_path_factory: pytest.TempPathFactory) -> Pat
 
 def test_find_results_recurses_and_rejects_missing(contract_runs) -> None:
     root = contract_runs["root"]
-    assert len(find_results([root])) == 7
+    assert len(find_results([root])) == 6
     assert len(find_results([root / "lock", root / "lock" / "results.json"])) == 1
     with pytest.raises(FileNotFoundError, match="does not exist"):
         find_results([root / "nope"])
@@ -47,11 +47,10 @@ def test_find_results_recurses_and_rejects_missing(contract_runs) -> None:
 
 def test_every_command_is_read_and_grouped(contract_runs) -> None:
     runs = load_runs([contract_runs["root"]])
-    assert sorted(r.kind for r in runs) == ["diff", "eval", "lock", "probe", "probe", "transfer", "unlock"]
+    assert sorted(r.kind for r in runs) == ["diff", "eval", "lock", "probe", "transfer", "unlock"]
     assert all(r.rows for r in runs)
-    labels = {r.kind + ("-4l" if "4l" in r.identity.name else ""): r.model for r in runs}
+    labels = {r.kind: r.model for r in runs}
     assert labels["probe"] == labels["eval"] == labels["transfer"] == "tiny-llama"
-    assert labels["probe-4l"] == "tiny-llama-4l"
     # the lock, the unlock run of its checkpoint and the diff whose reference it is: one group, by identity
     assert labels["lock"] == labels["unlock"] == labels["diff"] == "toy [locked]"
 
@@ -92,15 +91,15 @@ def test_model_size_and_family_come_from_the_model_identity(contract_runs) -> No
     tiny = sums[("tiny-llama", "capitals")]
     probe = ProbeResult.read(contract_runs["probe"] / "results.json")
     assert tiny.n_params == probe.header.model.n_params and tiny.family == "instruct"
-    assert sums[("tiny-llama-4l", "capitals")].n_params > tiny.n_params
     toy = sums[("toy [locked]", "toy-max")]
-    assert toy.locked and toy.family == "base locked" and toy.n_params > 0
+    lock = LockResult.read(contract_runs["lock"] / "results.json")
+    assert toy.locked and toy.family == "base locked" and toy.n_params == lock.base_model.n_params != tiny.n_params
 
 
 def test_report_writes_every_figure_and_csv(built_report: Path) -> None:
     out = built_report
     manifest = ReportManifest.read(out / "report.json")
-    assert manifest.n_runs == 7 and manifest.kinds == ["diff", "eval", "lock", "probe", "transfer", "unlock"]
+    assert manifest.n_runs == 6 and manifest.kinds == ["diff", "eval", "lock", "probe", "transfer", "unlock"]
     figures = set(manifest.figures)
     for kind in ("gap", "layers", "variants"):
         assert f"figures/{kind}_tiny-llama_capitals.png" in figures
@@ -124,7 +123,7 @@ def test_report_writes_every_figure_and_csv(built_report: Path) -> None:
     assert any(r["method"] == "transfer_from:default" for r in rows)
     with (out / "summary.csv").open() as fh:
         summary = list(csv.DictReader(fh))
-    assert {s["model"] for s in summary} == {"tiny-llama", "tiny-llama-4l", "toy [locked]"}
+    assert {s["model"] for s in summary} == {"tiny-llama", "toy [locked]"}
     page = (out / "index.html").read_text()
     assert page.count("<img src=\"data:image/png;base64,") == len(figures)
     assert "instruct (chat-template)" in page and "fine-tuned (lock-record)" in page

@@ -85,7 +85,7 @@ def type_name(tp: Any) -> str:
 def _table(cls: type) -> list[str]:
     docs = field_docs(cls)
     rows = ["| field | type | meaning |", "|---|---|---|"]
-    rows += [f"| `{name}` | {type_name(tp)} | {docs[name].replace('|', '/')} |" for name, tp in hints(cls).items()]
+    rows += [f"| `{name}` | {type_name(tp)} | {docs[name].replace('|', chr(92) + '|')} |" for name, tp in hints(cls).items()]
     return rows
 
 
