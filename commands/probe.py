@@ -96,7 +96,6 @@ def output_dir(cfg: Config) -> Path:
 
 
 def capture_config(cfg: Config, *, random_init: bool = False) -> CaptureConfig:
-    """The capture this probe run reads (the random-init control's with `random_init`)."""
     return pick(CaptureConfig, cfg, variants=VARIANTS, random_init=random_init)
 
 

@@ -107,3 +107,16 @@ def test_shuffled_control_is_the_mean_over_label_shuffles(tmp_path):
             assert rows.correct.mean() == pytest.approx(shuffled.by_layer[t][i].value)
     with pytest.raises(ValueError, match="--n-shuffles"):
         ProbeConfig(n_shuffles=0)
+
+
+def test_a_store_without_a_recorded_identity_is_described_from_the_model(tmp_path, monkeypatch):
+    """Stores captured before identities were recorded: the model is loaded to describe it (same identity)."""
+    from commands.probe import Config as ProbeConfig
+    from commands.probe import run as probe_run
+    from hooks.store import Store
+
+    cfg = dict(model="tiny-llama", task="capitals", n=8, out=str(tmp_path), n_shuffles=1, control="none")
+    first = ProbeResult.read(probe_run(ProbeConfig(**cfg)) / "results.json").header.model
+    monkeypatch.setattr(Store, "identity", lambda self: None)
+    again = ProbeResult.read(probe_run(ProbeConfig(**cfg, model_kind="base")) / "results.json").header.model
+    assert again == first.with_kind("base") and first.kind == "instruct"
