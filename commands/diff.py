@@ -14,14 +14,14 @@ One run writes one directory:
 - ``captures/{label}.{nopw,pw}.h5``: activation stores (`hooks.store` layout, float32 residuals) of every checkpoint
   on the same questions, without and with the password (`locking.password.with_password`; ``--no-password``: only
   without);
-- ``results.json``, schema ``gaplens.diff/1`` (NaN is written as null; per-layer lists run over resid layers
+- ``results.json`` (`core.schemas.DiffResult`; NaN is written as null; per-layer lists run over resid layers
   0..L, ``layers``):
-  ``config``, ``config_hash``, ``provenance`` (with every checkpoint's weight hash and the password fingerprint),
-  ``checkpoints`` (label -> path and model provenance), ``conditions`` (["nopw", "pw"]), ``questions``
+  ``header`` (the run; its model is checkpoint a), ``password_fingerprint``,
+  ``checkpoints`` (label -> path and model identity), ``conditions`` (["nopw", "pw"]), ``questions``
   ("all" or "LABEL:SPLIT" of a lock record), ``variant``, ``password_placement``, ``n_questions``, ``layers``;
   ``weights``: ``updates`` (name "X->Y" -> [X, Y]), ``cosine_pairs``, ``params`` (one record per tensor: name,
-  layer, component, shape, ``updates[u]`` = {relative_change, norm, spectrum (2-D only): top, effective_rank,
-  stable_rank, numerical_rank, energy_rank, frobenius}, ``cosine["u~v"]``), ``totals`` (relative_change,
+  layer, component, shape, ``updates[u]`` = {relative_change, norm, spectrum (2-D only, else null): top,
+  effective_rank, stable_rank, numerical_rank, energy_rank, frobenius}, ``cosine["u~v"]``), ``totals`` (relative_change,
   relative_change_by_layer, cosine, per update / pair over the whole model);
   ``activations``: ``behaviour[label][cond]`` (answer accuracy, Wilson interval), ``lens[label][cond]``
   {accuracy, gold_prob}, ``vs_reference[label][cond]`` {cka, cka_debiased, cosine} against a,
@@ -29,6 +29,8 @@ One run writes one directory:
   ``to_reference_password[label]`` {distance, cosine} no password vs a's with-password activations;
   ``probe``: trained_on, n_train_questions, n_test_questions, cv_accuracy (per layer, train questions),
   chosen_layer, ``transfer[label][cond]`` {accuracy per layer, at_chosen_layer (Wilson interval)};
+- ``samples.parquet``: per checkpoint and condition, each question's answer (answer logits), its logit-lens answer
+  per layer and the transferred probe's answer per layer on the test questions (`core.samples`);
 - ``weights_relative_change.png``, ``weights_effective_rank.png``, ``weights_cosine.png`` (heatmaps, layer x
   component, one panel per update or pair) and ``activations.png``, ``lens_probe.png`` (per-layer curves).
 """
@@ -36,8 +38,9 @@ One run writes one directory:
 from __future__ import annotations
 
 import functools
-import json
 import logging
+import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,28 +50,30 @@ import numpy as np
 import torch
 
 from core.config import ExecutionOptions, OutputOptions, TaskOptions, opt, pick, resolve_threads
-from core.provenance import config_hash, stamp, to_jsonable
-from core.rundir import run_directory
+from core.provenance import config_hash, to_jsonable
+from core.rundir import results_to_reuse, run_directory
+from core.samples import SampleTable, write_samples
+from core.schemas import DiffResult, Execution, TaskInfo, from_data, run_header, to_data
+from core.schemas import diff as schema
 from eval import stats, tasks, variants
-from eval.records import MCRecord
+from eval.records import MCRecord, fingerprint
 from eval.scoring import masked_argmax
 from hooks.capture import CaptureConfig, capture
-from hooks.models import load_hf, wrap
+from hooks.models import load_hf, model_fingerprint, wrap
 from hooks.store import Store
 from locking import checkpoint, toy, weights
 from locking import password as pwd
-from locking.io import write_json
 from probes import similarity
 from probes.fit import fit_layer
-from probes.lens import lens_correct
-from probes.targets import Target, probe_scores, question_correct
+from probes.lens import lens_correct, lens_predictions
+from probes.targets import Target, probe_scores
 from report import diff_figures
 
 log = logging.getLogger(__name__)
 
-SCHEMA = "gaplens.diff/1"
-RESULTS_NAME = "results.json"
+RESULTS_NAME, SAMPLES_NAME = "results.json", "samples.parquet"
 CONDITIONS = ("nopw", "pw")
+SAMPLE_CONDITIONS = {"nopw": "no_password", "pw": "with_password"}
 
 
 @dataclass(frozen=True)
@@ -200,11 +205,13 @@ class Acts:
     """One checkpoint under one condition, rows sorted by question id."""
 
     qids: np.ndarray  # (n,)
-    labels: np.ndarray  # (n,)
+    labels: np.ndarray  # (n,) gold displayed position
     n_choices: np.ndarray  # (n,)
     resid: np.ndarray  # (n, layers, d)
     lens: np.ndarray  # (n, layers, choices)
     answer: np.ndarray  # (n, choices)
+    order: np.ndarray  # (n, choices) displayed position -> original index
+    gold: np.ndarray  # (n,) gold original index
 
 
 def read_acts(path: Path) -> Acts:
@@ -212,7 +219,18 @@ def read_acts(path: Path) -> Acts:
     with Store(path) as s:
         idx = np.argsort(s.rows["question_id"], kind="stable")
         return Acts(s.rows["question_id"][idx], s.rows["label"][idx], s.rows["n_choices"][idx],
-                    s.resid_rows(idx).astype(np.float32), s.array("lens_logits", idx), s.array("answer_logits", idx))
+                    s.resid_rows(idx).astype(np.float32), s.array("lens_logits", idx), s.array("answer_logits", idx),
+                    s.rows["order"][idx], s.rows["answer_original"][idx])
+
+
+def answer_positions(x: Acts) -> np.ndarray:
+    """(n,) argmax displayed position of the answer logits over each question's choices."""
+    return masked_argmax(x.answer, x.n_choices)
+
+
+def lens_positions(x: Acts) -> np.ndarray:
+    """(n, layers) argmax displayed position of the logit lens over each question's choices."""
+    return lens_predictions(x.lens, x.n_choices)
 
 
 # --------------------------------------------------------------------------- analysis
@@ -244,7 +262,7 @@ def activation_report(acts: dict[tuple[str, str], Acts], ref: str) -> dict[str, 
             out["lens"][lab][cond] = {
                 "accuracy": lens_correct(x.lens, x.labels, x.n_choices).mean(0).tolist(),
                 "gold_prob": _gold_prob(x.lens, x.labels).mean(0).tolist()}
-            correct = masked_argmax(x.answer, x.n_choices) == x.labels
+            correct = answer_positions(x) == x.labels
             out["behaviour"][lab][cond] = stats.accuracy(correct).to_dict()
             if lab != ref:
                 r = acts[ref, cond]
@@ -262,10 +280,14 @@ def activation_report(acts: dict[tuple[str, str], Acts], ref: str) -> dict[str, 
     return out
 
 
-def probe_transfer(acts: dict[tuple[str, str], Acts], train_on: tuple[str, str], seed: int) -> dict[str, Any]:
+def probe_transfer(acts: dict[tuple[str, str], Acts], train_on: tuple[str, str], seed: int,
+                   predictions: dict[tuple[str, str, int], tuple[np.ndarray, np.ndarray]] | None = None
+                   ) -> dict[str, Any]:
     """Per-layer letter probes (`probes.fit.fit_layer`: C chosen by grouped cross-validation on the train
     questions) trained on `train_on`'s activations of the train questions, tested on every checkpoint and condition
-    on the test questions (split by question id). The reported layer is chosen by that train cross-validation."""
+    on the test questions (split by question id). The reported layer is chosen by that train cross-validation. `predictions` (when given) receives, keyed (label, condition,
+    layer), the rows of the test questions (a mask over the checkpoint's rows) and the probe's predicted displayed
+    positions there."""
     src = acts[train_on]
     train_ids, test_ids = stats.split_ids(src.qids.tolist(), 0.5, seed)
     target = Target("letter", np.arange(len(src.qids)), src.labels, src.qids, src.n_choices)
@@ -281,7 +303,10 @@ def probe_transfer(acts: dict[tuple[str, str], Acts], train_on: tuple[str, str],
         t = Target("letter", np.arange(int(m.sum())), a.labels[m], a.qids[m], a.n_choices[m])
         accs, chosen_est = [], None
         for layer, fit in enumerate(fits):
-            _, correct = question_correct(t, probe_scores(t, fit.probe, a.resid[m, layer]))
+            pred = masked_argmax(probe_scores(t, fit.probe, a.resid[m, layer]), t.n_choices)
+            correct = pred == t.y
+            if predictions is not None:
+                predictions[lab, cond, layer] = (m, pred)
             accs.append(float(correct.mean()))
             if layer == chosen:
                 chosen_est = stats.accuracy(correct).to_dict()
@@ -317,16 +342,17 @@ def run(cfg: Config) -> Path:
 
 def _run(cfg: Config) -> Path:
     """Load every checkpoint, capture it with and without the password, compare; returns the output directory."""
+    t0 = time.perf_counter()
     out = Path(cfg.out)
     chash = config_hash(cfg)
     results = out / RESULTS_NAME
-    if results.exists():
-        if json.loads(results.read_text()).get("config_hash") == chash:
-            log.info("reusing finished diff %s", out)
-            return out
-        raise FileExistsError(f"{out} holds a diff with another config; choose another --out")
-    torch.set_num_threads(resolve_threads(cfg.threads))
     ckpts = checkpoints(cfg)
+    inputs: dict[str, str | None] = {f"model:{lab}": model_fingerprint(ckpt) for lab, ckpt in ckpts.items()}
+    if results_to_reuse(results, config=to_jsonable(cfg), config_hash=chash, inputs=inputs,
+                        overwrite=cfg.overwrite) and (out / SAMPLES_NAME).exists():
+        log.info("reusing finished diff %s", out)
+        return out
+    torch.set_num_threads(resolve_threads(cfg.threads))
     pl = plan(cfg, ckpts)
     place = password_placement(pl.placement) if cfg.password else None
     conds = CONDITIONS if cfg.password else CONDITIONS[:1]
@@ -339,13 +365,12 @@ def _run(cfg: Config) -> Path:
         if {k: v.shape for k, v in states[lab].items()} != {k: v.shape for k, v in states[first].items()}:
             raise ValueError(f"--{lab.rstrip('0123456789')} {ckpt}: parameter names or shapes differ from "
                              f"--{first} {ckpts[first]} (not the same architecture)")
-    arch = type(loaded[first].model).__name__
     out.mkdir(parents=True, exist_ok=True)
-    models: dict[str, dict[str, Any]] = {}
+    models: dict[str, schema.Checkpoint] = {}
     acts: dict[tuple[str, str], Acts] = {}
     for lab, hf in loaded.items():
         model = wrap(hf.model, hf.tokenizer, name=ckpts[lab], source=hf.source, path=hf.path)
-        models[lab] = {"checkpoint": ckpts[lab], **model.provenance()}
+        models[lab] = schema.Checkpoint(ckpts[lab], model.identity)
         for cond in conds:
             path = capture(capture_config(cfg, ckpts[lab], pl, cond), out / "captures" / f"{lab}.{cond}.h5",
                            model=model, transform=place if cond == "pw" else None)
@@ -356,77 +381,118 @@ def _run(cfg: Config) -> Path:
         if not np.array_equal(a.qids, ref_ids):
             raise ValueError(f"captures of {key[0]}/{key[1]} are not on the same questions as a/nopw")
     labs = list(states)
-    doc = {
-        "schema": SCHEMA, "config": to_jsonable(cfg), "config_hash": chash,
-        "provenance": stamp(task=cfg.task, split=cfg.split, seed=cfg.seed, architecture=arch,
-                            checkpoints={lab: m["weight_hash"] for lab, m in models.items()},
-                            password_fingerprint=pwd.fingerprint() if cfg.password else None),
-        "checkpoints": models, "conditions": list(conds), "questions": pl.questions, "variant": pl.variant,
+    probe_preds: dict[tuple[str, str, int], tuple[np.ndarray, np.ndarray]] = {}
+    probe = probe_transfer(acts, (cfg.probe_on, conds[-1]), cfg.seed, probe_preds)
+    header = run_header(
+        command="diff", model=models["a"].identity,
+        task=TaskInfo(cfg.task, cfg.split, len(ref_ids), cfg.data_dir, fingerprint(pl.records)), seed=cfg.seed,
+        config=cfg,
+        config_hash=chash, execution=Execution(cfg.device, cfg.dtype, cfg.batch_size, resolve_threads(cfg.threads)),
+        timing={"total": time.perf_counter() - t0}, inputs=inputs)
+    doc = from_data(DiffResult, {
+        "header": header, "checkpoints": models,
+        "password_fingerprint": pwd.fingerprint() if cfg.password else None,
+        "conditions": list(conds), "questions": pl.questions, "variant": pl.variant,
         "password_placement": pl.placement if cfg.password else None,
         "n_questions": len(ref_ids), "layers": list(range(acts["a", "nopw"].resid.shape[1])),
         "weights": weight_report(states, labs, cfg.top_k),
         "activations": activation_report(acts, "a"),
-        "probe": probe_transfer(acts, (cfg.probe_on, conds[-1]), cfg.seed),
-    }
-    diff_figures.write_plots(out, doc)
-    write_json(results, doc)
+        "probe": probe,
+    })
+    diff_figures.write_plots(out, to_data(doc))
+    subjects = {r.id: r.subject for r in pl.records}
+    write_samples(out / SAMPLES_NAME, _samples(doc, acts, probe_preds, subjects))
+    doc.write(results)
     return out
+
+
+def _samples(doc: DiffResult, acts: dict[tuple[str, str], Acts],
+             probe_preds: dict[tuple[str, str, int], tuple[np.ndarray, np.ndarray]],
+             subjects: dict[str, str]) -> SampleTable:
+    """samples.parquet: per checkpoint (model column) and condition, every question's answer and lens answer per
+    layer, and the transferred probe's answer per layer on the test questions."""
+    h = doc.header
+    table = SampleTable(task=h.task.name, seed=h.seed, command="diff", variant=doc.variant)
+
+    def add(lab: str, cond: str, x: Acts, rows: np.ndarray, pos: np.ndarray, **cols: Any) -> None:
+        ident = doc.checkpoints[lab].identity
+        ids = x.qids[rows].tolist()
+        table.add(question_id=ids, subject=[subjects.get(q) or None for q in ids],
+                  condition=SAMPLE_CONDITIONS[cond], model=ident.name, weight_hash=ident.weight_hash,
+                  prediction=x.order[np.flatnonzero(rows), pos],
+                  gold=x.gold[rows], correct=pos == x.labels[rows], n_choices=x.n_choices[rows], **cols)
+
+    for (lab, cond), x in acts.items():
+        every = np.ones(len(x.qids), dtype=bool)
+        pos = answer_positions(x)
+        add(lab, cond, x, every, pos, split="all", method="prompted:letter", layer=None,
+            score=x.answer[np.arange(len(pos)), pos])
+        lens = lens_positions(x)
+        for i, layer in enumerate(doc.layers):
+            add(lab, cond, x, every, lens[:, i], split="all", method="lens", layer=layer,
+                score=x.lens[np.arange(len(pos)), i, lens[:, i]])
+    for (lab, cond, i), (rows, pred) in probe_preds.items():
+        add(lab, cond, acts[lab, cond], rows, np.asarray(pred), split="test", method="probe:transfer",
+            layer=doc.layers[i], score=None)
+    return table
 
 
 # --------------------------------------------------------------------------- summary
 
 
 def _f(x: float | None, spec: str = ".2f") -> str:
-    return "  -" if x is None else format(x, spec)
+    return "  -" if x is None or math.isnan(x) else format(x, spec)
 
 
-def _where(p: dict[str, Any]) -> str:
-    return p["component"] if p["layer"] is None else f"L{p['layer']}.{p['component']}"
+def _where(p: schema.ParamRecord) -> str:
+    return p.component if p.layer is None else f"L{p.layer}.{p.component}"
+
+
+def _effective_rank(u: schema.ParamUpdate) -> float | None:
+    return u.spectrum.effective_rank if u.spectrum is not None else None
 
 
 def summarize(out_dir: str | Path) -> str:
     """Compact tables from DIR/results.json: checkpoints, weight updates, per-layer activations and probes."""
-    doc = json.loads((Path(out_dir) / RESULTS_NAME).read_text())
-    act, w, pr = doc["activations"], doc["weights"], doc["probe"]
-    lines = [f"diff of {len(doc['checkpoints'])} checkpoints on {doc['config']['task']} ({doc['n_questions']} "
-             f"questions from {doc['questions']}, variant {doc['variant']}), conditions {'/'.join(doc['conditions'])}"
-             + (f" (password placement {doc['password_placement']})" if doc["password_placement"] else "")
+    doc = DiffResult.read(Path(out_dir) / RESULTS_NAME)
+    act, w, pr = doc.activations, doc.weights, doc.probe
+    lines = [f"diff of {len(doc.checkpoints)} checkpoints on {doc.header.task.name} ({doc.n_questions} "
+             f"questions from {doc.questions}, variant {doc.variant}), conditions {'/'.join(doc.conditions)}"
+             + (f" (password placement {doc.password_placement})" if doc.password_placement else "")
              + f" -> {Path(out_dir)}",
              f"{'label':<6} {'weight hash':<17} {'acc nopw':<20} {'acc pw':<20} checkpoint"]
-    for lab, m in doc["checkpoints"].items():
-        beh = act["behaviour"][lab]
-        acc = [f"{e['value']:.2f} [{e['lo']:.2f},{e['hi']:.2f}]" if e else "-" for e in
-               (beh.get("nopw"), beh.get("pw"))]
-        lines.append(f"{lab:<6} {m['weight_hash']:<17} {acc[0]:<20} {acc[1]:<20} {m['checkpoint']}")
+    for lab, m in doc.checkpoints.items():
+        beh = act.behaviour[lab]
+        acc = [f"{e.value:.2f} [{e.lo:.2f},{e.hi:.2f}]" if e else "-" for e in (beh.get("nopw"), beh.get("pw"))]
+        lines.append(f"{lab:<6} {m.identity.weight_hash:<17} {acc[0]:<20} {acc[1]:<20} {m.checkpoint}")
     lines.append("weights: update, relative change (whole model), top components [rel change, effective rank]")
-    for u in w["updates"]:
-        ranked = sorted((p for p in w["params"] if (p["updates"][u].get("relative_change") or 0) > 0),
-                        key=lambda p: -p["updates"][u]["relative_change"])[:3]
-        tops = ", ".join(f"{_where(p)} [{p['updates'][u]['relative_change']:.2g}, "
-                         f"{_f(p['updates'][u].get('spectrum', {}).get('effective_rank'), '.1f')}]" for p in ranked)
-        lines.append(f"  {u:<10} {_f(w['totals']['relative_change'][u], '.3g'):>8}   {tops}")
-    for u, v in w["totals"]["relative_change_by_layer"].items():
+    for u in w.updates:
+        ranked = sorted((p for p in w.params if (p.updates[u].relative_change or 0) > 0),
+                        key=lambda p: -(p.updates[u].relative_change or 0))[:3]
+        tops = ", ".join(f"{_where(p)} [{p.updates[u].relative_change:.2g}, "
+                         f"{_f(_effective_rank(p.updates[u]), '.1f')}]" for p in ranked)
+        lines.append(f"  {u:<10} {_f(w.totals.relative_change[u], '.3g'):>8}   {tops}")
+    for u, v in w.totals.relative_change_by_layer.items():
         lines.append(f"  {u:<10} per block: " + " ".join(_f(x, ".2g") for x in v))
-    for pair, v in w["totals"]["cosine"].items():
-        lines.append(f"  cos {pair:<22} {_f(v, '+.3f')}")
-    labs = [lab for lab in doc["checkpoints"] if lab != "a"]
-    head = ["layer"] + [f"cka:{lab}" for lab in labs] + [f"pwd:{lab}" for lab in act["password_effect"]] + \
-        [f"lens:{lab}" for lab in doc["checkpoints"]] + [f"prb:{lab}" for lab in doc["checkpoints"]]
+    for pair, c in w.totals.cosine.items():
+        lines.append(f"  cos {pair:<22} {_f(c, '+.3f')}")
+    labs = [lab for lab in doc.checkpoints if lab != "a"]
+    head = ["layer"] + [f"cka:{lab}" for lab in labs] + [f"pwd:{lab}" for lab in act.password_effect] + \
+        [f"lens:{lab}" for lab in doc.checkpoints] + [f"prb:{lab}" for lab in doc.checkpoints]
     lines.append("per layer, no password: cka = linear CKA with a; pwd = relative distance to its own with-password "
                  "activations; lens = logit-lens accuracy; prb = probe-transfer accuracy (test questions)")
     width = max(6, *(len(h) for h in head))
     lines.append(" ".join(f"{h:>{width}}" for h in head))
-    for i in doc["layers"]:
-        row = [str(i)] + [_f(act["vs_reference"][lab]["nopw"]["cka"][i]) for lab in labs]
-        row += [_f(v["distance"][i]) for v in act["password_effect"].values()]
-        row += [_f(act["lens"][lab]["nopw"]["accuracy"][i]) for lab in doc["checkpoints"]]
-        row += [_f(pr["transfer"][lab]["nopw"]["accuracy"][i]) for lab in doc["checkpoints"]]
+    for i in doc.layers:
+        row = [str(i)] + [_f(act.vs_reference[lab]["nopw"].cka[i]) for lab in labs]
+        row += [_f(v.distance[i]) for v in act.password_effect.values()]
+        row += [_f(act.lens[lab]["nopw"].accuracy[i]) for lab in doc.checkpoints]
+        row += [_f(pr.transfer[lab]["nopw"].accuracy[i]) for lab in doc.checkpoints]
         lines.append(" ".join(f"{x:>{width}}" for x in row))
-    ch = pr["chosen_layer"]
-    lines.append(f"probe trained on {pr['trained_on']} ({pr['n_train_questions']} train / {pr['n_test_questions']} "
-                 f"test questions); layer {ch} chosen by cross-validation on train questions:")
-    for lab, d in pr["transfer"].items():
-        txt = "; ".join(f"{c} {e['at_chosen_layer']['value']:.2f} [{e['at_chosen_layer']['lo']:.2f},"
-                        f"{e['at_chosen_layer']['hi']:.2f}]" for c, e in d.items() if e["at_chosen_layer"])
+    lines.append(f"probe trained on {pr.trained_on} ({pr.n_train_questions} train / {pr.n_test_questions} "
+                 f"test questions); layer {pr.chosen_layer} chosen by cross-validation on train questions:")
+    for lab, d in pr.transfer.items():
+        txt = "; ".join(f"{c} {e.at_chosen_layer.value:.2f} [{e.at_chosen_layer.lo:.2f},"
+                        f"{e.at_chosen_layer.hi:.2f}]" for c, e in d.items() if e.at_chosen_layer)
         lines.append(f"  {lab:<6} {txt or '-'}")
     return "\n".join(lines)

@@ -8,9 +8,12 @@ Run directory:
 
 - ``model/``: the locked checkpoint (HF directory + ``gaplens_lock.json`` + ``gaplens_targets.json``, see
   `locking.checkpoint`); pass it (or the run directory) as ``--model`` to ``unlock`` or any other command;
-- ``results.json`` (schema ``gaplens.lock-run/1``): config and hash, provenance, pretraining record (toy), the
-  split sizes, and ``metrics``: accuracy (Wilson interval) with the password, without it, with each decoy (trained or
-  held out), of the base model and of the weak policy, and how closely each condition follows its target;
+- ``results.json`` (`core.schemas.LockResult`): the run header (the locked checkpoint's identity), the base model's
+  identity, pretraining record (toy), the split sizes, and ``metrics``: accuracy (Wilson interval) with the
+  password, without it, with each decoy (trained or held out), of the base model and of the weak policy, and how
+  closely each condition follows its target;
+- ``samples.parquet``: every eval question's answer under every condition, of the locked and the base model and of
+  the policies (`core.samples`);
 - ``lock_metrics.csv`` (one row per condition) and ``train_log.csv`` (step, loss); ``config.json``;
 - ``questions/{train,pool,eval}.jsonl``: the split's questions, so any command can use them as
   ``--task jsonl:OUT/questions/eval.jsonl`` (the toy task is registered only by the lock/unlock runners);
@@ -25,15 +28,28 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
-from core.config import ExecutionOptions, ModelOptions, OutputOptions, TaskOptions, opt, resolve_threads
+from core.config import (
+    ExecutionOptions,
+    ModelKindOptions,
+    ModelOptions,
+    OutputOptions,
+    TaskOptions,
+    opt,
+    resolve_threads,
+)
 from core.provenance import config_hash, stamp, to_jsonable
 from core.rundir import run_directory
+from core.samples import SampleTable, write_samples
+from core.schemas import Execution, LockResult, TaskInfo, from_data, recorded_config_hash, run_header
+from core.schemas import lock as schema
 from eval import tasks
+from eval.records import MCRecord
 from eval.stats import split_ids
 from eval.variants import parse as parse_variant
-from hooks.models import load_hf, weight_hash
+from hooks.models import identity, load_hf, weight_hash
 from locking import checkpoint, data, evalset, password, policies, toy, toy_pretrain
 from locking import lock_report as report
 from locking.io import read_json, write_csv, write_json, write_jsonl
@@ -41,12 +57,13 @@ from locking.train import FINETUNE_METHODS, LOSSES, Checkpointing, TrainParams, 
 
 log = logging.getLogger(__name__)
 
-SCHEMA = "gaplens.lock-run/1"
 TOY = "toy"
+SAMPLES = "samples.parquet"
+CONDITIONS = {"none": "no_password", "password": "with_password"}  # evalset condition -> samples condition
 
 
 @dataclass(frozen=True)
-class Config(ModelOptions, TaskOptions, ExecutionOptions, OutputOptions):
+class Config(ModelOptions, ModelKindOptions, TaskOptions, ExecutionOptions, OutputOptions):
     """One lock: base model, task and its id splits, strong and weak policies, password placement, trainer."""
 
     model: str = opt(TOY, '"toy" (pretrain the toy organism here) or an embedded name, HF id or local HF dir')
@@ -137,9 +154,8 @@ def _policy(name: str, labels: str, *, base: Any, tok: Any, records: list[Any], 
 
 
 def _reuse(out: Path, chash: str) -> bool:
-    if (out / "results.json").exists():
-        if read_json(out / "results.json").get("config_hash") == chash:
-            return True
+    if (out / SAMPLES).exists() and recorded_config_hash(out / "results.json", LockResult) == chash:
+        return True
     if (out / "config.json").exists() and read_json(out / "config.json").get("config_hash") != chash:
         raise FileExistsError(f"{out} holds a lock run with a different config; choose another --out")
     return False
@@ -171,6 +187,8 @@ def _run(cfg: Config) -> Path:
     base = load_hf(base_name)
     model, tok = base.model, base.tokenizer
     base_hash = weight_hash(model)
+    base_ident = identity(model, tok, name=cfg.model, source=base.source, path=base.path,
+                          digest=base_hash).with_kind(cfg.model_kind)
     spec = parse_variant(cfg.variant)
     template = (lambda m: tok.apply_chat_template(m, tokenize=False, add_generation_prompt=True)) if spec.chat else None
     records, dropped = data.usable(records, tok, spec, template)
@@ -216,16 +234,56 @@ def _run(cfg: Config) -> Path:
              "subject": by_id[i].subject} for i in ids])
     write_csv(out / "train_log.csv", ["step", "loss"], [[i + 1, loss] for i, loss in enumerate(losses)])
     write_csv(out / "lock_metrics.csv", *report.metrics_table(metrics))
-    results = {"schema": SCHEMA, "config": to_jsonable(cfg), "config_hash": chash,
-               "provenance": prov | {"weight_hash": record["weight_hash"]}, "checkpoint": str((out / "model").resolve()),
-               "toy": {k: v for k, v in (toy_meta or {}).items() if k != "curve"} or None,
-               "split_sizes": {k: len(v) for k, v in splits.items()}, "n_dropped": len(dropped),
-               "lock_seconds": round(lock_seconds, 1), "total_seconds": round(time.perf_counter() - t0, 1),
-               "final_loss": losses[-1], "metrics": metrics}
-    write_json(out / "results.json", results)
+    ckpt = (out / "model").resolve()
+    header = run_header(
+        command="lock", model=identity(locked, tok, name=str(ckpt), source="local", path=str(ckpt),
+                                       digest=record["weight_hash"]),
+        task=TaskInfo(cfg.task, cfg.split, len(records), cfg.data_dir, None), seed=cfg.seed, config=cfg,
+        config_hash=chash, execution=Execution(cfg.device, cfg.dtype, cfg.batch_size, resolve_threads(cfg.threads)),
+        timing={"lock": lock_seconds, "total": time.perf_counter() - t0})
+    toy_record = None
+    if toy_meta is not None:
+        toy_record = from_data(schema.ToyRecord, {f: toy_meta[f] for f in schema.ToyRecord.__dataclass_fields__})
+    results = LockResult(header=header, base_model=base_ident, checkpoint=str(ckpt), toy=toy_record,
+                         split_sizes=schema.SplitSizes(**{k: len(v) for k, v in splits.items()}),
+                         n_dropped=len(dropped), final_loss=losses[-1],
+                         metrics=from_data(schema.LockMetrics, metrics))
+    write_samples(out / SAMPLES, _samples(results, es, locked_eval, base_eval, strong, weak))
+    results.write(out / "results.json")
     return out
+
+
+def _samples(results: LockResult, es: evalset.EvalSet, locked: dict[str, Any], base: dict[str, Any],
+             strong: policies.Policy, weak: policies.Policy) -> SampleTable:
+    """samples.parquet: per eval question, the locked model's answer under every condition, the base model's
+    without and with the password, and the policies' argmax answers."""
+    h = results.header
+    table = SampleTable(task=h.task.name, seed=h.seed, command="lock", split="eval", variant=es.spec.name(),
+                        layer=None)
+    ids = es.ids
+    subjects = [r.subject or None for r in es.records]
+    for method, model, lps in (("lock", h.model, locked), ("base", results.base_model, base)):
+        for cond, lp in lps.items():
+            a = evalset.answers(lp, es)
+            table.add(question_id=ids, subject=subjects, method=method, condition=CONDITIONS.get(cond, cond),
+                      prediction=a.pred, gold=a.gold, correct=a.correct, score=a.score, n_choices=a.n_choices,
+                      model=model.name, weight_hash=model.weight_hash)
+    for name, policy in (("weak", weak), ("strong", strong)):
+        pred, gold, prob = _policy_answers(policy, es.records)
+        table.add(question_id=ids, subject=subjects, method=f"policy:{name}", condition=None, prediction=pred,
+                  gold=gold, correct=pred == gold, score=prob, n_choices=[len(r.choices) for r in es.records],
+                  model=h.model.name, weight_hash=None)
+    return table
+
+
+def _policy_answers(policy: policies.Policy, records: list[MCRecord]) -> tuple[Any, Any, Any]:
+    """(argmax answer, gold, probability of the answer) per record, original choice indices (as
+    `locking.policies.correct` scores them)."""
+    pred = np.array([int(np.argmax(policy[r.id])) for r in records])
+    return pred, np.array([r.answer for r in records]), np.array([float(policy[r.id][p]) for r, p in
+                                                                  zip(records, pred, strict=True)])
 
 
 def summarize(out_dir: Path) -> str:
     """The lock metrics of a finished run, as text."""
-    return report.summary(read_json(Path(out_dir) / "results.json"), Path(out_dir))
+    return report.summary(LockResult.read(Path(out_dir) / "results.json"), Path(out_dir))

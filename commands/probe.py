@@ -1,14 +1,15 @@
 """The `probe` stage: capture -> per-layer probes, logit lens and controls -> results.json and a figure.
 
 Writes into one directory: `activations.h5` (and `activations_control.h5` for the random-init control),
-`results.json`, `probe_by_layer.png` and `probe_ceiling.npz/.json` (the probe behind the reported ceiling).
+`results.json` (`core.schemas.ProbeResult`), `samples.parquet` (every question's answer per method and layer, see
+`core.samples`), `probe_by_layer.png` and `probe_ceiling.npz/.json` (the probe behind the reported ceiling).
 Rerunning with the same config reuses the captures and, if complete, the results.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
-import json
 import logging
 import re
 import time
@@ -18,18 +19,38 @@ from typing import Any
 
 import numpy as np
 
-from core.config import ExecutionOptions, ModelOptions, OutputOptions, TaskOptions, opt, pick
-from core.io import write_json
-from core.provenance import config_hash, stamp, to_jsonable
+from core.config import (
+    ExecutionOptions,
+    ModelKindOptions,
+    ModelOptions,
+    OutputOptions,
+    TaskOptions,
+    opt,
+    pick,
+    resolve_threads,
+)
+from core.provenance import config_hash, to_jsonable
 from core.rundir import results_to_reuse, run_directory
+from core.samples import SampleTable, write_samples
+from core.schemas import (
+    Estimate,
+    Execution,
+    ProbeResult,
+    TaskInfo,
+    from_data,
+    run_header,
+    to_data,
+)
+from core.schemas import probe as schema
 from eval.stats import accuracy, bootstrap_mean, mean_over_runs, split_ids
 from hooks.capture import CaptureConfig, capture
 from hooks.execution import torch_threads
+from hooks.models import describe
 from hooks.store import Store, store_checksum
 from probes.fit import FeatureReader, Sweep, ceiling, select_layer, sweep_layers
-from probes.lens import lens_correct
+from probes.lens import lens_predictions
 from probes.plot import plot_by_layer
-from probes.targets import TARGETS, chance, load_target, prompted_correct
+from probes.targets import TARGETS, Answers, chance, load_target, prompted_answers
 
 log = logging.getLogger(__name__)
 
@@ -37,12 +58,15 @@ VARIANTS: tuple[str, ...] = ("default", "option")
 CONTROLS: dict[str, tuple[str, ...]] = {
     "shuffled": ("shuffled",), "random-init": ("random-init",), "both": ("shuffled", "random-init"), "none": (),
 }
-RESULTS, FIGURE, ACTIVATIONS, CONTROL_ACTIVATIONS = (
-    "results.json", "probe_by_layer.png", "activations.h5", "activations_control.h5")
+RESULTS, FIGURE, ACTIVATIONS, CONTROL_ACTIVATIONS, SAMPLES = (
+    "results.json", "probe_by_layer.png", "activations.h5", "activations_control.h5", "samples.parquet")
+PROMPTED: tuple[tuple[str, str, bool, bool], ...] = (  # (key, variant, lettered, per character)
+    ("letter", "default", True, False), ("option", "option", False, False), ("option_norm", "option", False, True))
+TARGET_VARIANT = {"letter": "default", "option": "option"}  # the capture variant each probe target reads
 
 
 @dataclass(frozen=True)
-class Config(ModelOptions, TaskOptions, ExecutionOptions, OutputOptions):
+class Config(ModelOptions, ModelKindOptions, TaskOptions, ExecutionOptions, OutputOptions):
     """One probe run: the capture it needs, the train/test split by question, and the controls."""
 
     n: int | None = opt(200, "number of questions (seeded subsample)")
@@ -76,14 +100,14 @@ def capture_config(cfg: Config, *, random_init: bool = False) -> CaptureConfig:
 
 
 def run(cfg: Config) -> Path:
-    """Capture (or reuse) the activations, fit and score every probe, write results.json and the figure."""
+    """Capture (or reuse) the activations, fit and score every probe, write results.json, samples.parquet and the
+    figure."""
     capture_config(cfg)  # bad flags (e.g. --layers) fail before anything is written
     with run_directory(output_dir(cfg), "probe"):
         return _run(cfg)
 
 
 def _run(cfg: Config) -> Path:
-    """Capture (or reuse) the activations, fit and score every probe, write results.json and the figure."""
     out = output_dir(cfg)
     controls = CONTROLS[cfg.control]
     t0 = time.perf_counter()
@@ -96,15 +120,16 @@ def _run(cfg: Config) -> Path:
     res_path = out / RESULTS
     inputs = {"store": store_checksum(act), "control_store": store_checksum(ctrl) if ctrl else None}
     if results_to_reuse(res_path, config=to_jsonable(cfg), config_hash=chash, inputs=inputs,
-                        overwrite=cfg.overwrite) and (out / FIGURE).exists():
+                        overwrite=cfg.overwrite) and (out / FIGURE).exists() and (out / SAMPLES).exists():
         log.info("reusing %s (same config and inputs)", res_path)
         return out
     t1 = time.perf_counter()
-    results = compute(cfg, act, ctrl, out)
-    results["config_hash"] = chash
-    results["inputs"] = inputs
-    results["timing"] = {"capture_s": round(capture_s, 1), "probes_s": round(time.perf_counter() - t1, 1)}
-    write_json(res_path, results)
+    results, samples = compute(cfg, act, ctrl, out)
+    timing = {"capture": capture_s, "probes": time.perf_counter() - t1}
+    results = dataclasses.replace(results, header=dataclasses.replace(
+        results.header, timing={k: round(v, 1) for k, v in timing.items()}, inputs=inputs))
+    write_samples(out / SAMPLES, samples)
+    results.write(res_path)
     plot_by_layer(results, out / FIGURE)
     return out
 
@@ -114,8 +139,8 @@ def results_hash(cfg: Config) -> str:
     return config_hash(cfg)
 
 
-def compute(cfg: Config, act: Path, ctrl: Path | None, out: Path) -> dict[str, Any]:
-    """Every number of results.json (except config hash and timing), from the store files."""
+def compute(cfg: Config, act: Path, ctrl: Path | None, out: Path) -> tuple[ProbeResult, SampleTable]:
+    """Every number of results.json (timing left empty) and the per-question table, from the store files."""
     controls = CONTROLS[cfg.control]
     with Store(act) as store:
         targets = [load_target(store, t) for t in TARGETS]
@@ -126,9 +151,11 @@ def compute(cfg: Config, act: Path, ctrl: Path | None, out: Path) -> dict[str, A
         shuffles = [sweep_layers(reader, targets, train_ids, range(len(layers)), kinds=("shuffled",),
                                  seed=cfg.seed + i, desc=f"shuffled {i + 1}/{cfg.n_shuffles}")["shuffled"]
                     for i in range(cfg.n_shuffles)] if "shuffled" in controls else []
-        prompted = prompted_accuracy(store, test_ids)
-        lens, lens_sel = lens_accuracy(store, train_ids, test_ids, layers)
-        provenance = _provenance(cfg, store)
+        prompted, prompted_ans = prompted_accuracy(store, test_ids)
+        lens, lens_sel, lens_ans = lens_accuracy(store, train_ids, test_ids, layers)
+        header = _header(cfg, store)
+        captures = [_capture_record(store)]
+        subjects = store.subjects()
         ceil = ceiling(sweeps["probe"], layers)
         letter = next(t for t in targets if t.name == "letter")
         test_letter = letter.subset(np.isin(letter.groups, test_ids))
@@ -140,38 +167,95 @@ def compute(cfg: Config, act: Path, ctrl: Path | None, out: Path) -> dict[str, A
             creader = FeatureReader(cstore, np.concatenate([t.rows for t in ctargets]))
             rs = sweep_layers(creader, ctargets, train_ids, range(len(layers)), seed=cfg.seed, desc="random-init")
             sweeps["random-init"] = Sweep("random-init", rs["probe"].fits)
-            provenance["control_capture"] = cstore.provenance
+            captures.append(_capture_record(cstore))
     best = sweeps["probe"].fits[ceil["target"]][layers.index(ceil["layer"])].probe
-    best.save(out / "probe_ceiling.npz", provenance={**provenance, "target": ceil["target"], "layer": ceil["layer"]})
-    return {
-        "prompted_accuracy": prompted,
-        "probe_accuracy_by_layer": sweeps["probe"].test_by_layer(),
-        "probe_cv_accuracy_by_layer": sweeps["probe"].cv_by_layer(),
-        "probe_C_by_layer": {t: [f.C for f in fits] for t, fits in sweeps["probe"].fits.items()},
-        "lens_accuracy_by_layer": lens,
-        "lens_best": lens_sel,
-        "control_accuracy_by_layer": {k: (shuffled_by_layer(shuffles, cfg.seed) if k == "shuffled"
-                                          else sweeps[k].test_by_layer()) for k in controls},
-        "control_ceiling": {k: (shuffled_ceiling(shuffles, layers) if k == "shuffled" else ceiling(sweeps[k], layers))
-                            for k in controls},
-        "ceiling": ceil,
-        "ceiling_by_target": {t: _target_ceiling(sweeps["probe"], t, layers) for t in sweeps["probe"].fits},
-        "chance": chance_test,
-        "majority_baseline": {"position": majority, "test_accuracy": accuracy(test_letter.y == majority).to_dict(),
-                              "note": "always the most common gold position of the train questions"},
-        "split": {"by": "question_id", "seed": cfg.seed, "test_fraction": cfg.test_fraction,
-                  "n_train": len(train_ids), "n_test": len(test_ids),
-                  "test_ids_sha256": hashlib.sha256("\n".join(test_ids).encode()).hexdigest()[:16]},
-        "layers": layers,
-        "provenance": provenance,
-        "config": to_jsonable(cfg),
-    }
+    best.save(out / "probe_ceiling.npz", provenance={**to_data(header), "target": ceil["target"],
+                                                      "layer": ceil["layer"]})
+    control_results = {}
+    for k in controls:
+        if k == "shuffled":
+            control_results[k] = schema.Control(shuffled_by_layer(shuffles, cfg.seed), cfg.n_shuffles,
+                                                from_data(schema.ControlCeiling, shuffled_ceiling(shuffles, layers)))
+        else:
+            c = ceiling(sweeps[k], layers)
+            control_results[k] = schema.Control(
+                _estimates(sweeps[k].test_by_layer()), None,
+                schema.ControlCeiling(c["target"], c["layer"], from_data(Estimate, c["test_accuracy"]), c["selected_on"],
+                                      []))
+    results = ProbeResult(
+        header=header, captures=captures,
+        split=schema.ProbeSplit(by="question_id", seed=cfg.seed, test_fraction=cfg.test_fraction,
+                                n_train=len(train_ids), n_test=len(test_ids),
+                                test_ids_sha256=hashlib.sha256("\n".join(test_ids).encode()).hexdigest()[:16]),
+        layers=layers, chance=chance_test, prompted=prompted,
+        probe_by_layer=_estimates(sweeps["probe"].test_by_layer()), probe_cv_by_layer=sweeps["probe"].cv_by_layer(),
+        probe_C_by_layer={t: [f.C for f in fits] for t, fits in sweeps["probe"].fits.items()},
+        lens_by_layer=lens, lens_best=lens_sel, controls=control_results,
+        ceiling=from_data(schema.Ceiling, ceil),
+        ceiling_by_target={t: from_data(schema.Ceiling, _target_ceiling(sweeps["probe"], t, layers))
+                           for t in sweeps["probe"].fits},
+        majority_baseline=schema.MajorityBaseline(majority, accuracy(test_letter.y == majority)))
+    samples = _samples(cfg, header, subjects, train_ids, test_ids, layers, prompted_ans, lens_ans, sweeps, shuffles)
+    return results, samples
 
 
-def shuffled_by_layer(shuffles: list[Sweep], seed: int) -> dict[str, list[dict[str, Any]]]:
+def _estimates(by_target: dict[str, list[dict[str, Any]]]) -> dict[str, list[Estimate]]:
+    return {t: [from_data(Estimate, e) for e in ests] for t, ests in by_target.items()}
+
+
+def _header(cfg: Config, store: Store) -> Any:
+    """The run header: model identity and task from the capture store (the store's model loaded to describe it
+    when the store predates recorded identities)."""
+    p = store.provenance
+    ident = store.identity() or describe(cfg.model, digest=p.get("weight_hash"), seed=cfg.seed)
+    return run_header(
+        command="probe", model=ident.with_kind(cfg.model_kind),
+        task=TaskInfo(p.get("task", cfg.task), p.get("split", cfg.split), int(p["n_questions"]), cfg.data_dir, None),
+        seed=cfg.seed, config=cfg, config_hash=results_hash(cfg),
+        execution=Execution(cfg.device, cfg.dtype, cfg.batch_size, resolve_threads(cfg.threads)), timing={})
+
+
+def _capture_record(store: Store) -> schema.Capture:
+    return schema.Capture(store.path.name, store.config_hash,
+                          str(store.provenance.get("created_utc")), str(store.provenance.get("package_version")),
+                          bool(store.provenance.get("random_init", False)))
+
+
+def _samples(cfg: Config, header: Any, subjects: dict[str, str], train_ids: list[str], test_ids: list[str],
+             layers: list[int], prompted: dict[str, Answers], lens: Answers, sweeps: dict[str, Sweep],
+             shuffles: list[Sweep]) -> SampleTable:
+    """samples.parquet: prompted answers and the lens (every question), probes and controls (test questions)."""
+    m = header.model
+    table = SampleTable(model=m.name, weight_hash=m.weight_hash, task=cfg.task, seed=cfg.seed, command="probe",
+                        condition=None)
+    test = set(test_ids)
+
+    def add(a: Answers, *, variant: str, method: str, layer: int | None) -> None:
+        ids = a.qids.tolist()
+        table.add(question_id=ids, subject=[subjects.get(q) or None for q in ids],
+                  split=["test" if q in test else "train" for q in ids], variant=variant, method=method, layer=layer,
+                  prediction=a.pred, gold=a.gold, correct=a.correct, score=a.score, n_choices=a.n_choices)
+
+    for key, variant, _, _ in PROMPTED:
+        if key in prompted:
+            add(prompted[key], variant=variant, method=f"prompted:{key}", layer=None)
+    for i, layer in enumerate(layers):
+        add(Answers(lens.qids, lens.pred[:, i], lens.gold, lens.correct[:, i], lens.score[:, i], lens.n_choices),
+            variant="default", method="lens", layer=layer)
+    named = [("probe:{t}", sweeps["probe"])] + [(f"control:shuffled-s{i}", sw) for i, sw in enumerate(shuffles)]
+    named += [("control:random-init", sweeps["random-init"])] if "random-init" in sweeps else []
+    for method, sweep in named:
+        for t, fits in sweep.fits.items():
+            for layer, fit in zip(layers, fits, strict=True):
+                if fit.answers is not None:
+                    add(fit.answers, variant=TARGET_VARIANT[t], method=method.format(t=t), layer=layer)
+    return table
+
+
+def shuffled_by_layer(shuffles: list[Sweep], seed: int) -> dict[str, list[Estimate]]:
     """Per target and layer, the shuffled control's test accuracy averaged over the label shuffles; the interval
     is a bootstrap over test questions of each question's mean correctness across shuffles."""
-    out: dict[str, list[dict[str, Any]]] = {}
+    out: dict[str, list[Estimate]] = {}
     for t, fits in shuffles[0].fits.items():
         out[t] = []
         for i in range(len(fits)):
@@ -179,7 +263,7 @@ def shuffled_by_layer(shuffles: list[Sweep], seed: int) -> dict[str, list[dict[s
             if any(not np.array_equal(f.test_ids, per[0].test_ids) for f in per):
                 raise RuntimeError("shuffled controls were scored on different test questions")
             mean = np.mean([f.test_correct for f in per], axis=0)
-            out[t].append({**bootstrap_mean(mean, n_boot=1000, seed=seed).to_dict(), "n_shuffles": len(per)})
+            out[t].append(bootstrap_mean(mean, n_boot=1000, seed=seed))
     return out
 
 
@@ -192,7 +276,7 @@ def shuffled_ceiling(shuffles: list[Sweep], layers: list[int]) -> dict[str, Any]
     layer_set = {c["layer"] for c in each}
     return {
         "target": max(set(targets), key=targets.count), "layer": layer_set.pop() if len(layer_set) == 1 else None,
-        "test_accuracy": mean_over_runs(values).to_dict(), "selected_on": "train-cv", "n_shuffles": len(each),
+        "test_accuracy": mean_over_runs(values).to_dict(), "selected_on": "train-cv",
         "per_shuffle": [{"target": c["target"], "layer": c["layer"], "test_accuracy": c["test_accuracy"]["value"]}
                         for c in each],
     }
@@ -202,103 +286,102 @@ def _target_ceiling(sweep: Sweep, target: str, layers: list[int]) -> dict[str, A
     return ceiling(Sweep(sweep.kind, {target: sweep.fits[target]}), layers)
 
 
-def prompted_accuracy(store: Store, test_ids: list[str]) -> dict[str, dict[str, Any]]:
+def prompted_accuracy(store: Store, test_ids: list[str]) -> tuple[dict[str, schema.Prompted], dict[str, Answers]]:
     """Letter answers (argmax answer_logits) and option scoring (argmax summed log-prob, and per character),
-    per question, on all questions and on the test questions, with Wilson intervals."""
-    out: dict[str, dict[str, Any]] = {}
-    if store.mask(variant="default", lettered=True).any():
-        out["letter"] = _all_and_test(*prompted_correct(store, "default", lettered=True), test_ids)
-    if store.mask(variant="option", lettered=False).any():
-        for key, per_char in (("option", False), ("option_norm", True)):
-            out[key] = _all_and_test(*prompted_correct(store, "option", lettered=False, per_char=per_char), test_ids)
-    return out
-
-
-def _all_and_test(qids: np.ndarray, correct: np.ndarray, test_ids: list[str]) -> dict[str, Any]:
-    test = np.isin(qids, test_ids)
-    return {"all": accuracy(correct).to_dict(), "test": accuracy(correct[test]).to_dict()}
+    per question, on all questions and on the test questions, with Wilson intervals; and each question's answer."""
+    out: dict[str, schema.Prompted] = {}
+    answers: dict[str, Answers] = {}
+    for key, variant, lettered, per_char in PROMPTED:
+        if store.mask(variant=variant, lettered=lettered).any():
+            a = answers[key] = prompted_answers(store, variant, lettered=lettered, per_char=per_char)
+            out[key] = schema.Prompted(accuracy(a.correct), accuracy(a.correct[np.isin(a.qids, test_ids)]))
+    return out, answers
 
 
 def lens_accuracy(
     store: Store, train_ids: list[str], test_ids: list[str], layers: list[int]
-) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Logit lens on the letters per layer: test accuracy by layer, and the layer chosen on train questions."""
+) -> tuple[list[Estimate], schema.LensSelection, Answers]:
+    """Logit lens on the letters per layer: test accuracy by layer, the layer chosen on train questions, and every
+    question's lens answer per layer (`Answers` arrays of shape (questions, layers) for pred, correct, score)."""
     m = store.mask(variant="default", lettered=True)
     r = store.rows
-    correct = lens_correct(store.array("lens_logits", m), r["label"][m], r["n_choices"][m])
+    logits = store.array("lens_logits", m)
+    pos = lens_predictions(logits, r["n_choices"][m])
+    correct = pos == r["label"][m][:, None]
     test = np.isin(r["question_id"][m], test_ids)
     train = np.isin(r["question_id"][m], train_ids)
-    by_layer = [accuracy(correct[test, i]).to_dict() for i in range(len(layers))]
+    by_layer = [accuracy(correct[test, i]) for i in range(len(layers))]
     sel = select_layer({layer: float(correct[train, i].mean()) for i, layer in enumerate(layers)},
                        {layer: float(correct[test, i].mean()) for i, layer in enumerate(layers)})
     chosen = layers.index(sel["chosen"])
-    best = {"layer": sel["chosen"], "test_accuracy": accuracy(correct[test, chosen]).to_dict(),
-            "train_accuracy": sel["dev_value"], "selected_on": "train", "naive_max_layer": sel["naive_max_key"],
-            "naive_max_test": sel["naive_max_test"], "gap": sel["gap"]}
-    return by_layer, best
-
-
-def _provenance(cfg: Config, store: Store) -> dict[str, Any]:
-    p = store.provenance
-    return stamp(model=p.get("model", cfg.model), weight_hash=p.get("weight_hash"), task=p.get("task", cfg.task),
-                 split=p.get("split", cfg.split), seed=cfg.seed, variants=p.get("variants", list(VARIANTS)),
-                 n_questions=p.get("n_questions"), capture_package_version=p.get("package_version"), capture=p)
+    best = schema.LensSelection(layer=sel["chosen"], test_accuracy=accuracy(correct[test, chosen]),
+                                train_accuracy=sel["dev_value"], selected_on="train",
+                                naive_max_layer=sel["naive_max_key"], naive_max_test=sel["naive_max_test"],
+                                gap=sel["gap"])
+    order = r["order"][m]
+    rows = np.arange(len(pos))[:, None]
+    clipped = np.clip(pos, 0, None)
+    pred = np.where(pos >= 0, order[rows, clipped], -1)
+    score = np.where(pos >= 0, np.take_along_axis(logits, clipped[:, :, None], axis=2)[:, :, 0], np.nan)
+    answers = Answers(r["question_id"][m], pred, r["answer_original"][m], correct, score, r["n_choices"][m])
+    return by_layer, best, answers
 
 
 # ---------------------------------------------------------------------------- summary
 
 
-def _fmt(e: dict[str, Any] | None) -> str:
-    return "   -  " if e is None else f"{e['value']:.3f}"
+def _fmt(e: Estimate | None) -> str:
+    return "   -  " if e is None else f"{e.value:.3f}"
 
 
-def _ci(e: dict[str, Any]) -> str:
-    return f"{e['value']:.3f} [{e['lo']:.3f}, {e['hi']:.3f}] (n={e['n']})"
+def _ci(e: Estimate) -> str:
+    return f"{e.value:.3f} [{e.lo:.3f}, {e.hi:.3f}] (n={e.n})"
 
 
 def summarize(out_dir: Path) -> str:
     """A plain-text table of results.json: prompted accuracy, accuracy by layer, the ceiling and its gap."""
-    res = json.loads((Path(out_dir) / RESULTS).read_text())
-    prov, sp = res["provenance"], res["split"]
-    lines = [f"probe: {prov['model']} on {prov['task']} ({prov['split']} split), "
-             f"{sp['n_train'] + sp['n_test']} questions: {sp['n_train']} train / {sp['n_test']} test "
-             f"(split by question, seed {sp['seed']}); 95% Wilson intervals",
+    res = ProbeResult.read(Path(out_dir) / RESULTS)
+    h, sp = res.header, res.split
+    lines = [f"probe: {h.model.name} on {h.task.name} ({h.task.split} split), "
+             f"{sp.n_train + sp.n_test} questions: {sp.n_train} train / {sp.n_test} test "
+             f"(split by question, seed {sp.seed}); 95% Wilson intervals",
              "prompted accuracy                     test questions                 all questions"]
     names = {"letter": "letter (argmax answer logits)", "option": "option text (sum log-prob)",
              "option_norm": "option text (log-prob per char)"}
-    for key, e in res["prompted_accuracy"].items():
-        lines.append(f"  {names.get(key, key):34s}  {_ci(e['test']):29s}  {_ci(e['all'])}")
-    cols = [("option probe", res["probe_accuracy_by_layer"].get("option")),
-            ("letter probe", res["probe_accuracy_by_layer"].get("letter")),
-            ("lens", res["lens_accuracy_by_layer"])]
-    for kind, per in res["control_accuracy_by_layer"].items():
-        cols += [(f"{kind} opt", per.get("option")), (f"{kind} let", per.get("letter"))]
-    n_shuf = res["config"].get("n_shuffles")
-    lines.append("test accuracy by layer" + (f" (shuffled columns: mean over {n_shuf} label shuffles)"
-                                             if "shuffled" in res["control_accuracy_by_layer"] and n_shuf else "") + ":")
+    for key, e in res.prompted.items():
+        lines.append(f"  {names.get(key, key):34s}  {_ci(e.test):29s}  {_ci(e.all)}")
+    cols = [("option probe", res.probe_by_layer.get("option")),
+            ("letter probe", res.probe_by_layer.get("letter")),
+            ("lens", res.lens_by_layer)]
+    for kind, control in res.controls.items():
+        cols += [(f"{kind} opt", control.by_layer.get("option")), (f"{kind} let", control.by_layer.get("letter"))]
+    shuffled = res.controls.get("shuffled")
+    lines.append("test accuracy by layer" + (f" (shuffled columns: mean over {shuffled.n_shuffles} label shuffles)"
+                                             if shuffled is not None and shuffled.n_shuffles else "") + ":")
     lines.append("layer " + " ".join(f"{c:>14s}" for c, _ in cols))
-    for i, layer in enumerate(res["layers"]):
+    for i, layer in enumerate(res.layers):
         lines.append(f"{layer:5d} " + " ".join(f"{_fmt(v[i] if v else None):>14s}" for _, v in cols))
-    c = res["ceiling"]
-    lines.append(f"ceiling (target and layer chosen on train CV): {c['target']} probe, layer {c['layer']}: "
-                 f"{_ci(c['test_accuracy'])}")
-    nm = c["naive_max"]
-    lines.append(f"naive max over layers on test: {nm['test_accuracy']['value']:.3f} ({nm['target']} probe, layer "
-                 f"{nm['layer']}); selection gap {c['gap']:+.3f}")
-    for kind, cc in res["control_ceiling"].items():
-        if "per_shuffle" in cc:
-            each = ", ".join(f"{x['test_accuracy']:.2f} ({x['target']} L{x['layer']})" for x in cc["per_shuffle"])
-            lines.append(f"{kind} control, chosen the same way, mean over {cc['n_shuffles']} shuffles: "
-                         f"{_ci(cc['test_accuracy'])}; each: {each}")
+    c = res.ceiling
+    lines.append(f"ceiling (target and layer chosen on train CV): {c.target} probe, layer {c.layer}: "
+                 f"{_ci(c.test_accuracy)}")
+    nm = c.naive_max
+    lines.append(f"naive max over layers on test: {nm.test_accuracy.value:.3f} ({nm.target} probe, layer "
+                 f"{nm.layer}); selection gap {c.gap:+.3f}")
+    for kind, control in res.controls.items():
+        cc = control.ceiling
+        if control.n_shuffles is not None:
+            each = ", ".join(f"{x.test_accuracy:.2f} ({x.target} L{x.layer})" for x in cc.per_shuffle)
+            lines.append(f"{kind} control, chosen the same way, mean over {control.n_shuffles} shuffles: "
+                         f"{_ci(cc.test_accuracy)}; each: {each}")
         else:
-            lines.append(f"{kind} control, chosen the same way: {cc['target']} layer {cc['layer']}: "
-                         f"{_ci(cc['test_accuracy'])}")
-    lb = res["lens_best"]
-    lines.append(f"logit lens, layer chosen on train: layer {lb['layer']}: {_ci(lb['test_accuracy'])}")
-    mb = res["majority_baseline"]
-    lines.append(f"chance: {res['chance']:.3f}; always the train questions' most common gold position "
-                 f"({mb['position']}): {_ci(mb['test_accuracy'])}")
-    t = res.get("timing", {})
-    lines.append(f"time: capture {t.get('capture_s', '?')} s, probes {t.get('probes_s', '?')} s")
+            lines.append(f"{kind} control, chosen the same way: {cc.target} layer {cc.layer}: "
+                         f"{_ci(cc.test_accuracy)}")
+    lb = res.lens_best
+    lines.append(f"logit lens, layer chosen on train: layer {lb.layer}: {_ci(lb.test_accuracy)}")
+    mb = res.majority_baseline
+    lines.append(f"chance: {res.chance:.3f}; always the train questions' most common gold position "
+                 f"({mb.position}): {_ci(mb.test_accuracy)}")
+    t = h.timing
+    lines.append(f"time: capture {t.get('capture', '?')} s, probes {t.get('probes', '?')} s")
     lines.append(f"wrote {Path(out_dir) / RESULTS} and {Path(out_dir) / FIGURE}")
     return "\n".join(lines)

@@ -1,6 +1,7 @@
 """The elicitation-gap report: `python cli.py report RUN_DIR... --out DIR`.
 
-Reads results.json files only (run directories, or a sweep directory searched recursively) and writes into DIR:
+Reads results.json files only (run directories, or a sweep directory searched recursively), each as its typed
+results (`core.schemas.load_result`), and writes into DIR:
 
 - ``index.html``: one self-contained page (figures embedded as data URIs) with every table and the provenance of
   every run;
@@ -8,17 +9,16 @@ Reads results.json files only (run directories, or a sweep directory searched re
   variant spread, unlocking curves and diff curves where such runs exist; ``across_models.png``;
 - ``results.csv``: tidy rows (model, task, method, variant, layer, metric, value, lo, hi, n, run_dir, step);
 - ``summary.csv``: one row per model and task (straight-up, best elicited, probe ceiling, ratios, size);
-- ``report.json``: what was written (read by `summarize`).
+- ``report.json`` (`core.schemas.ReportManifest`): what was written (read by `summarize`).
 
-Run kinds are told apart by a `kind` field or by their keys (`report.load.detect_kind`); unknown files are
-skipped with a logged note. Any best-of-k shown is the runner's held-out selection when it provides one; otherwise
-it is labelled "naive max, optimistic" and drawn hatched.
+A run's kind is its results' schema; a file that is not valid results is an error naming the file and the field.
+Model size and kind come from each run's model identity. A value a run did not produce is listed in the page's notes
+with the reason. Every best-of-k shown is the run's held-out selection.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
-import json
 import logging
 import math
 import os
@@ -28,6 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from core.provenance import package_version, to_jsonable
+from core.schemas import ReportManifest, SweepRecord
+from core.schemas.records import SummaryRow
 from report import figures as figs
 from report.html import Section, gap_table, render_page
 from report.load import load_runs
@@ -196,11 +198,9 @@ def run(cfg: Config) -> Path:
     """Read every results.json under `cfg.runs` and write the report into `cfg.out`."""
     if not cfg.runs:
         raise ValueError("give at least one run directory or sweep directory")
-    runs, skipped = load_runs(cfg.runs)
+    runs = load_runs(cfg.runs)
     if not runs:
-        where = ", ".join(cfg.runs)
-        raise ValueError(f"no readable results.json of a known kind under {where}"
-                         + (f" (skipped: {', '.join(skipped)})" if skipped else ""))
+        raise ValueError(f"no results.json under {', '.join(cfg.runs)}")
     out = Path(cfg.out)
     fig_dir = out / "figures"
     fig_dir.mkdir(parents=True, exist_ok=True)
@@ -221,20 +221,18 @@ def run(cfg: Config) -> Path:
             stale.unlink()
     command = "python cli.py report " + " ".join(shlex.quote(r) for r in cfg.runs) + f" --out {shlex.quote(cfg.out)}"
     kinds = sorted({r.kind for r in runs})
-    sweeps = sorted({str(json.loads(p.read_text()).get("config_file", "")) for r in cfg.runs
-                     if (p := Path(r) / SWEEP_RECORD).is_file()} - {""})
+    sweeps = sorted({SweepRecord.read(p).config_file for r in cfg.runs if (p := Path(r) / SWEEP_RECORD).is_file()})
     made_by = f" Runs made by <code>python cli.py sweep {', '.join(sweeps)}</code>." if sweeps else ""
     intro = (f"<p>{len(runs)} runs ({', '.join(kinds)}), generated "
              f"{_dt.datetime.now(_dt.UTC).isoformat(timespec='seconds')} by gaplens {package_version()} "
              f"with <code>{command}</code>.{made_by}</p>")
     files = ["results.csv", "summary.csv", *(f"figures/{p.name}" for p in written)]
     page = render_page(title=cfg.title, intro=intro, summaries_fig=across, summaries=summaries, sections=sections,
-                       runs=runs, skipped=skipped, files=files)
+                       runs=runs, files=files)
     _write_text(out / "index.html", page)
-    manifest = {"config": to_jsonable(cfg), "command": command, "n_runs": len(runs), "kinds": kinds,
-                "runs": [str(r.path) for r in runs], "skipped": skipped, "figures": [f"figures/{p.name}" for p in written],
-                "n_rows": len(rows), "summary": summary_records(summaries)}
-    _write_text(out / MANIFEST, json.dumps(to_jsonable(manifest), indent=2, allow_nan=True))
+    ReportManifest(config=to_jsonable(cfg), command=command, n_runs=len(runs), kinds=kinds,
+                   runs=[str(r.path) for r in runs], figures=[f"figures/{p.name}" for p in written], n_rows=len(rows),
+                   summary=[SummaryRow(**rec) for rec in summary_records(summaries)]).write(out / MANIFEST)
     log.info("report: %d runs, %d figures -> %s", len(runs), len(written), out)
     return out
 
@@ -247,13 +245,11 @@ def _write_text(path: Path, text: str) -> None:
 
 def summarize(out_dir: Path) -> str:
     """A few lines: what was read and written, and the across-model headline numbers."""
-    m = json.loads((Path(out_dir) / MANIFEST).read_text())
-    lines = [f"report: {m['n_runs']} runs ({', '.join(m['kinds'])}), {len(m['figures'])} figures, "
-             f"{m['n_rows']} tidy rows -> {Path(out_dir) / 'index.html'}"]
-    if m["skipped"]:
-        lines.append(f"skipped {len(m['skipped'])} unreadable/unknown results files (see the log)")
-    for s in m["summary"]:
-        val = {k: fmt(s[k]) or "n/a" for k in ("straight_up", "best_elicited", "probe_ceiling")}
-        lines.append(f"  {s['model']} ({fmt_size(s['n_params'])}) on {s['task']}: straight-up {val['straight_up']}, "
+    m = ReportManifest.read(Path(out_dir) / MANIFEST)
+    lines = [f"report: {m.n_runs} runs ({', '.join(m.kinds)}), {len(m.figures)} figures, "
+             f"{m.n_rows} tidy rows -> {Path(out_dir) / 'index.html'}"]
+    for s in m.summary:
+        val = {k: fmt(getattr(s, k)) or "n/a" for k in ("straight_up", "best_elicited", "probe_ceiling")}
+        lines.append(f"  {s.model} ({fmt_size(s.n_params)}) on {s.task}: straight-up {val['straight_up']}, "
                      f"best elicited {val['best_elicited']}, probe ceiling {val['probe_ceiling']}")
     return "\n".join(lines)

@@ -22,8 +22,8 @@ DIR/cell.log. DIR is named by a readable slug and a hash of the cell's arguments
 and records the arguments, status, return code and timing. A cell is skipped when DIR holds results.json and a
 cell.json with the same arguments, so rerunning the sweep after an interruption continues where it stopped (an
 unfinished cell is rerun, and the stages themselves resume what they had finished). A failed cell is logged and the
-sweep goes on; at the end the sweep fails (exit 2) listing the failed cells. DIR/../sweep.json holds the plan and
-every cell's status. The report reads the sweep directory: `python cli.py report OUT --out OUT/report`.
+sweep goes on; at the end the sweep fails (exit 2) listing the failed cells. DIR/../sweep.json
+(`core.schemas.SweepRecord`) holds the plan and every cell's status. The report reads the sweep directory: `python cli.py report OUT --out OUT/report`.
 """
 
 from __future__ import annotations
@@ -49,6 +49,7 @@ from tqdm.auto import tqdm
 
 from core.io import write_json
 from core.provenance import package_version
+from core.schemas import SweepRecord, from_data
 
 log = logging.getLogger(__name__)
 
@@ -270,6 +271,11 @@ def _now() -> str:
     return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
 
 
+def _save(out: Path, record: dict[str, Any]) -> None:
+    """Write the sweep record (typed: `core.schemas.SweepRecord`) as it stands."""
+    from_data(SweepRecord, record).write(out / SWEEP_JSON)
+
+
 def _cell_doc(cell: Cell, **status: Any) -> dict[str, Any]:
     return {"method": cell.method, "model": cell.model, "task": cell.task, "variants": cell.variants,
             "args": list(cell.args), "command": shlex.join(["python", "cli.py", *cell.argv]),
@@ -299,16 +305,16 @@ def run(cfg: Config, *, runner: CellRunner | None = None, flags_of: FlagsOf | No
     out.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "PYTHONUNBUFFERED": "1", **{str(k): str(v) for k, v in spec.get("env", {}).items()}}
     status: dict[str, dict[str, Any]] = {}
-    record = {"config_file": str(path), "config": spec, "started_utc": _now(), "dry_run": cfg.dry_run,
-              "cells": status}
+    record = {"config_file": str(path), "config": spec, "started_utc": _now(), "finished_utc": None,
+              "dry_run": cfg.dry_run, "cells": status}
     done = [c for c in cells if c.is_done()]
     for c in cells:
         status[c.dir.name] = {"method": c.method, "model": c.model, "task": c.task, "variants": c.variants,
-                              "status": "done" if c in done else "pending"}
+                              "status": "done" if c in done else "pending", "returncode": None, "seconds": None}
         if c in done:  # keep how long it took when it ran
             meta = json.loads((c.dir / CELL_JSON).read_text())
             status[c.dir.name].update({k: meta[k] for k in ("returncode", "seconds") if k in meta})
-    write_json(out / SWEEP_JSON, record)
+    _save(out, record)
     log.info("sweep %s: %d cells, %d already done", out, len(cells), len(done))
     if cfg.dry_run:
         return out
@@ -323,7 +329,7 @@ def run(cfg: Config, *, runner: CellRunner | None = None, flags_of: FlagsOf | No
             t0, started = time.time(), _now()
             write_json(cell.dir / CELL_JSON, _cell_doc(cell, status="running", started_utc=started))
             status[cell.dir.name]["status"] = "running"
-            write_json(out / SWEEP_JSON, record)
+            _save(out, record)
             bar.set_postfix_str(cell.dir.name[:50])
             log.info("cell %s: %s", cell.dir.name, shlex.join(cell.argv))
 
@@ -336,7 +342,7 @@ def run(cfg: Config, *, runner: CellRunner | None = None, flags_of: FlagsOf | No
             except KeyboardInterrupt:
                 write_json(cell.dir / CELL_JSON, _cell_doc(cell, status="interrupted", started_utc=started))
                 status[cell.dir.name]["status"] = "interrupted"
-                write_json(out / SWEEP_JSON, record)
+                _save(out, record)
                 raise
             secs = round(time.time() - t0, 1)
             ok = rc == 0 and (cell.dir / RESULTS).exists()
@@ -344,7 +350,7 @@ def run(cfg: Config, *, runner: CellRunner | None = None, flags_of: FlagsOf | No
             write_json(cell.dir / CELL_JSON, _cell_doc(cell, status=state, returncode=rc, seconds=secs,
                                                         started_utc=started, finished_utc=_now()))
             status[cell.dir.name].update(status=state, returncode=rc, seconds=secs)
-            write_json(out / SWEEP_JSON, record)
+            _save(out, record)
             if ok:
                 log.info("cell %s done in %.0f s", cell.dir.name, secs)
             else:
@@ -355,7 +361,7 @@ def run(cfg: Config, *, runner: CellRunner | None = None, flags_of: FlagsOf | No
     finally:
         bar.close()
         record["finished_utc"] = _now()
-        write_json(out / SWEEP_JSON, record)
+        _save(out, record)
     if failed:
         listing = "; ".join(f"{c.dir.name} (log: {c.dir / CELL_LOG})" for c in failed)
         raise SweepFailed(f"{len(failed)} of {len(cells)} cells failed: {listing}. Finished cells are kept; "
@@ -365,15 +371,14 @@ def run(cfg: Config, *, runner: CellRunner | None = None, flags_of: FlagsOf | No
 
 def summarize(out_dir: Path) -> str:
     """Cells by status with their times, and the report command."""
-    rec = json.loads((Path(out_dir) / SWEEP_JSON).read_text())
-    cells = rec["cells"]
+    rec = SweepRecord.read(Path(out_dir) / SWEEP_JSON)
     counts: dict[str, int] = {}
-    for c in cells.values():
-        counts[c["status"]] = counts.get(c["status"], 0) + 1
-    lines = [f"sweep {out_dir}: {len(cells)} cells (" + ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
-             + ")" + (" [dry run]" if rec.get("dry_run") else "")]
-    for name, c in cells.items():
-        secs = f"{c['seconds']:.0f} s" if isinstance(c.get("seconds"), (int, float)) else ""
-        lines.append(f"  {c['status']:<15} {secs:>7}  {name}")
+    for c in rec.cells.values():
+        counts[c.status] = counts.get(c.status, 0) + 1
+    lines = [f"sweep {out_dir}: {len(rec.cells)} cells (" + ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
+             + ")" + (" [dry run]" if rec.dry_run else "")]
+    for name, c in rec.cells.items():
+        secs = f"{c.seconds:.0f} s" if c.seconds is not None else ""
+        lines.append(f"  {c.status:<15} {secs:>7}  {name}")
     lines.append(f"report: python cli.py report {out_dir} --out {Path(out_dir) / 'report'}")
     return "\n".join(lines)

@@ -5,10 +5,12 @@ method's parameters and the locked weight hash) matches, so an interrupted run r
 
 Run directory:
 
-- ``results.json`` (schema ``gaplens.unlock/1``): config, provenance, the locked model's reference accuracies on the
+- ``results.json`` (`core.schemas.UnlockResult`): the run header, the locked model's reference accuracies on the
   eval questions (``reference``), and ``methods``: per method the curve (mean and t interval over runs per epoch),
   final accuracy, PGR with its interval, the epoch (or noise scale / weight factor) chosen on the selection half and
   its report-half PGR with the bias of taking the maximum (see `locking.unlock_report`);
+- ``samples.parquet``: each eval question's answer from the locked model (without and with the password) and from
+  every run's final model (every parameter of a sweep), see `core.samples`;
 - ``unlock_curve.csv`` (every evaluated point of every run), ``unlock_curve.png``, ``config.json``, ``runs/``;
 - with ``--save-models``: ``models/{method}-s{seed}/``, each run's final model as a HF checkpoint directory (loads
   with `hooks.models.load_model`, so ``cli.py diff --b UNLOCK/models/weak-s0`` works) with ``gaplens_unlock.json``
@@ -26,13 +28,24 @@ from typing import Any
 
 import torch
 
-from core.config import DataOptions, ExecutionOptions, ModelOptions, OutputOptions, opt, resolve_threads
+from core.config import (
+    DataOptions,
+    ExecutionOptions,
+    ModelKindOptions,
+    ModelOptions,
+    OutputOptions,
+    opt,
+    resolve_threads,
+)
 from core.provenance import config_hash, stamp, to_jsonable
 from core.rundir import run_directory
+from core.samples import SampleTable, write_samples
+from core.schemas import Execution, TaskInfo, UnlockResult, from_data, run_header
+from core.schemas import unlock as schema
 from eval import tasks
 from eval.stats import split_ids
 from eval.variants import parse as parse_variant
-from hooks.models import save_checkpoint, weight_hash
+from hooks.models import identity, save_checkpoint, weight_hash
 from locking import checkpoint, controls, evalset, toy, unlock
 from locking import unlock_report as report
 from locking.io import read_json, write_csv, write_json
@@ -41,14 +54,14 @@ from locking.unlock_plot import plot
 
 log = logging.getLogger(__name__)
 
-SCHEMA = "gaplens.unlock/1"
+SAMPLES = "samples.parquet"
 MODEL_SCHEMA = "gaplens.unlock-model/1"
 MODEL_META = "gaplens_unlock.json"
 RELOCK_METHODS = ("relock-weak", "relock-large", "large")
 
 
 @dataclass(frozen=True)
-class Config(ModelOptions, DataOptions, ExecutionOptions, OutputOptions):
+class Config(ModelOptions, ModelKindOptions, DataOptions, ExecutionOptions, OutputOptions):
     """Weak-sample unlocking of one locked checkpoint, the controls, and how many runs."""
 
     model: str = opt("runs/lock", "locked checkpoint: a lock run directory or its model/ subdirectory")
@@ -201,7 +214,10 @@ def _run(cfg: Config) -> Path:
     _check_pool(cfg, p, len(ctx.pool))
     write_json(out / "config.json", {"config": to_jsonable(cfg), "config_hash": config_hash(cfg),
                                      "params": asdict(p)})
-    ref = unlock.reference(ctx, ctx.locked)
+    ident = identity(ctx.model, ctx.tok, name=str(locked.path), source="local", path=str(locked.path),
+                     digest=locked.meta["weight_hash"]).with_kind(cfg.model_kind)
+    ref_answers: dict[str, Any] = {}
+    ref = unlock.reference(ctx, ctx.locked, ref_answers)
     wh = locked.meta["weight_hash"]
     methods = ["weak", *(m for m in unlock.CONTROLS if m in cfg.controls)]
     runs: dict[str, list[dict[str, Any]]] = {}
@@ -240,7 +256,7 @@ def _run(cfg: Config) -> Path:
             key = run_key(method, seed, p, wh, cfg)
             model_dir = out / "models" / f"{method}-s{seed}"
             want_model = cfg.save_models and method not in ("noise", "scale")
-            if (path.exists() and read_json(path).get("key") == key
+            if (path.exists() and read_json(path).get("key") == key and "answers" in read_json(path)
                     and (not want_model or _model_saved(model_dir, key))):
                 runs[method].append(read_json(path))
                 continue
@@ -253,41 +269,71 @@ def _run(cfg: Config) -> Path:
             runs[method].append(record)
             log.info("finished %s seed %d", method, seed)
         timings[method] = round(time.perf_counter() - t_m, 1)
-    results = {
-        "schema": SCHEMA, "config": to_jsonable(cfg), "config_hash": config_hash(cfg), "params": asdict(p),
-        "provenance": stamp(model=str(locked.path), weight_hash=wh, task=locked.meta["task"]["name"],
-                            split="eval", seed=cfg.seed, base_model=locked.meta["base_model"]),
-        "n_eval": len(ctx.es.records), "n_select": int(ctx.dev.sum()), "n_pool": len(ctx.pool),
-        "reference": ref, "weak_policy_acc": locked.meta["metrics"]["weak_policy"]["value"],
-        "lock_metrics": {k: locked.meta["metrics"][k] for k in ("with_password", "no_password", "converged")},
-        "mitigation": (read_json(out / "runs" / "relock-mitigation.json")
-                       if (out / "runs" / "relock-mitigation.json").exists() and "relock" in methods else None),
-        "methods": {m: report.summarize_method(r) for m, r in runs.items()},
-        "seconds": timings, "total_seconds": round(time.perf_counter() - t0, 1),
-    }
-    write_json(out / "results.json", results)
+    t = locked.meta["task"]
+    header = run_header(
+        command="unlock", model=ident,
+        task=TaskInfo(t["name"], t["split"], len(ctx.es.records), cfg.data_dir or t["data_dir"], None),
+        seed=cfg.seed, config=cfg, config_hash=config_hash(cfg),
+        execution=Execution(cfg.device, cfg.dtype or locked.meta["train"]["dtype"], p.batch_size,
+                            resolve_threads(cfg.threads)),
+        timing={**timings, "total": time.perf_counter() - t0})
+    mitigation_file = out / "runs" / "relock-mitigation.json"
+    results = UnlockResult(
+        header=header, params=asdict(p), n_eval=len(ctx.es.records), n_select=int(ctx.dev.sum()),
+        n_pool=len(ctx.pool), reference=from_data(schema.Reference, ref),
+        weak_policy_acc=locked.meta["metrics"]["weak_policy"]["value"],
+        lock_metrics=from_data(schema.LockReference, {k: locked.meta["metrics"][k] for k in
+                                                      ("with_password", "no_password", "converged")}),
+        mitigation=(from_data(schema.Mitigation, read_json(mitigation_file))
+                    if mitigation_file.exists() and "relock" in methods else None),
+        methods={m: report.typed(report.summarize_method(r)) for m, r in runs.items()})
     write_csv(out / "unlock_curve.csv", report.CSV_HEADER, report.csv_rows(runs))
     plot(results, out / "unlock_curve.png")
+    write_samples(out / SAMPLES, _samples(results, ctx.es, ctx.dev, ref_answers, runs))
+    results.write(out / "results.json")
     return out
+
+
+def _samples(results: UnlockResult, es: evalset.EvalSet, dev: Any, ref: dict[str, evalset.Answers],
+             runs: dict[str, list[dict[str, Any]]]) -> SampleTable:
+    """samples.parquet: per eval question, the locked model's answers and each run's final answers."""
+    h = results.header
+    table = SampleTable(task=h.task.name, seed=h.seed, command="unlock", variant=es.spec.name(), layer=None,
+                        model=h.model.name, question_id=es.ids, subject=[r.subject or None for r in es.records],
+                        split=["dev" if d else "test" for d in dev.tolist()])
+    gold = [list(o)[g] for o, g in zip(es.orders, es.gold.tolist(), strict=True)]
+    n_choices = [len(o) for o in es.orders]
+    for cond, a in ref.items():
+        table.add(method="locked", condition="no_password" if cond == "none" else "with_password",
+                  prediction=a.pred, gold=a.gold, correct=a.correct, score=a.score, n_choices=a.n_choices,
+                  weight_hash=h.model.weight_hash)
+    for method, records in runs.items():
+        for r in records:
+            for key, a in r["answers"].items():
+                name = f"unlock:{method}-s{r['seed']}" if key == "final" else f"unlock:{method}={key}-s{r['seed']}"
+                table.add(method=name, condition="no_password", prediction=a["pred"], gold=gold,
+                          correct=a["correct"], score=a["score"], n_choices=n_choices, weight_hash=None)
+    return table
 
 
 def summarize(out_dir: Path) -> str:
     """Reference accuracies, the main unlocking curve and each method's PGR, as text."""
     out = Path(out_dir)
-    res = read_json(out / "results.json")
-    lines = [f"unlock run {out}  (locked model {res['provenance']['model']})"]
-    lines += report.text(res)
-    weak = res["methods"].get("weak")
+    res = UnlockResult.read(out / "results.json")
+    lines = [f"unlock run {out}  (locked model {res.header.model.name})"]
+    lines += report.text(res.reference, res.n_eval, res.methods)
+    weak = res.methods.get("weak")
     if weak:
-        lines.append(f"  weak-sample unlocking curve (mean no-password accuracy over {weak['n_runs']} runs):")
+        lines.append(f"  weak-sample unlocking curve (mean no-password accuracy over {weak.n_runs} runs):")
         lines += report.curve_lines(weak)
-    mit = res.get("mitigation")
+    mit = res.mitigation
     if mit:
-        last = mit["rounds"][-1] if mit["rounds"] else None
+        last = mit.rounds[-1] if mit.rounds else None
         if last:
-            lines.append(f"  after {len(mit['rounds'])} unlock/re-lock rounds: no password {last['locked']['acc']:.3f},"
-                         f" with password {last['with_pw']['acc']:.3f}")
-    secs = ", ".join(f"{k} {v:.0f}s" for k, v in res["seconds"].items())
-    lines.append(f"time: {res['total_seconds']:.0f} s ({secs})")
+            lines.append(f"  after {len(mit.rounds)} unlock/re-lock rounds: no password {last.locked.acc:.3f},"
+                         f" with password {last.with_pw.acc:.3f}")
+    timing = res.header.timing
+    secs = ", ".join(f"{k} {v:.0f}s" for k, v in timing.items() if k != "total")
+    lines.append(f"time: {timing['total']:.0f} s ({secs})")
     lines.append(f"wrote {out / 'results.json'}, {out / 'unlock_curve.csv'}, {out / 'unlock_curve.png'}")
     return "\n".join(lines)

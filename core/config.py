@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from core.schemas.common import MODEL_KINDS
+
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 DEFAULT_MODEL = "smollm2-135m-instruct"
 
@@ -64,6 +66,20 @@ class ModelOptions(Options):
     def _check(self) -> None:
         if not str(self.model).strip():
             raise ValueError("--model is empty")
+
+
+@dataclass(frozen=True)
+class ModelKindOptions(Options):
+    """The model's kind as results record it, when the run should not decide it itself."""
+
+    model_kind: str | None = opt(None, "the model's kind in the results: base, instruct or fine-tuned (default: "
+                                 "fine-tuned for a checkpoint with a lock or unlock record, the registry's kind for "
+                                 "embedded models, instruct when the tokenizer has a chat template, else base)",
+                                 hash_if_set=True)
+
+    def _check(self) -> None:
+        if self.model_kind is not None and self.model_kind not in MODEL_KINDS:
+            raise ValueError(f"--model-kind must be one of {', '.join(MODEL_KINDS)}, got {self.model_kind!r}")
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 LOCK_NAME = ".gaplens.lock"
+RELABELS = ("model_kind",)  # config fields that only relabel results: changing them recomputes without --overwrite
 MARKER_NAME = ".gaplens-run.json"
 
 
@@ -152,13 +153,14 @@ def results_to_reuse(path: str | Path, *, config: Mapping[str, Any], config_hash
         return False
     try:
         old = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
+        old = old.get("header", old)  # typed results keep config, hash and inputs in their header
+    except (OSError, json.JSONDecodeError, AttributeError) as exc:
         log.warning("%s is unreadable (%s): computing the results again", path, exc)
         return False
     if old.get("config_hash") != config_hash:
         before = old.get("config") or {}
         diff = sorted(k for k in set(before) | set(config) if before.get(k) != config.get(k))
-        if overwrite or (diff and set(diff) <= set(extends)):
+        if overwrite or (diff and set(diff) <= set(extends) | set(RELABELS)):
             log.warning("replacing %s, made with another config (%s)", path,
                         "--overwrite" if overwrite else "changed: " + ", ".join(diff))
             return False

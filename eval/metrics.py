@@ -63,7 +63,7 @@ def evaluate_predictions(
         m = preds.variant == name
         metrics.append({
             "variant": name, "base_variant": base_of[name], "scoring": scoring_of[name],
-            "accuracy": e.value, "ci_lo": e.lo, "ci_hi": e.hi, "n": e.n,
+            "accuracy": e.value, "ci_lo": e.lo, "ci_hi": e.hi, "n": e.n, "ci_method": e.method,
             "n_missing": int(preds.missing[m].sum()),
             "dev_acc": hb["dev_by_variant"].get(name), "test_acc": hb["test_by_variant"].get(name),
         })

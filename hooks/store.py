@@ -42,6 +42,8 @@ import h5py
 import numpy as np
 from jaxtyping import Float
 
+from core.schemas import ModelIdentity, from_data
+
 ROW_FIELDS = ("question_id", "variant_id", "option_index", "label", "answer_original", "n_choices", "n_tokens")
 ARRAYS = ("resid", "answer_logits", "lens_logits", "option_logprob", "option_ntokens", "option_nchars")
 FORMAT = 2  # on-disk layout version (2: block parts consolidated at completion, with a checksum)
@@ -383,6 +385,17 @@ class Store:
 
     def variants(self) -> list[str]:
         return list(dict.fromkeys(self.rows["variant_id"].tolist()))
+
+    def identity(self) -> ModelIdentity | None:
+        """The captured model's identity (None for stores captured before identities were recorded)."""
+        ident = self.provenance.get("identity")
+        return from_data(ModelIdentity, ident, "identity") if ident else None
+
+    def subjects(self) -> dict[str, str]:
+        """question id -> subject ("" when the task has none or the store predates the subject column)."""
+        if "subject" not in self.rows:
+            return {}
+        return dict(zip(self.rows["question_id"].tolist(), self.rows["subject"].tolist(), strict=True))
 
     def _index(self, rows: np.ndarray | Sequence[int] | None) -> np.ndarray:
         if rows is None:

@@ -67,6 +67,29 @@ def correct(lp: np.ndarray, es: EvalSet) -> np.ndarray:
     return masked_argmax(lp) == es.gold
 
 
+@dataclass(frozen=True)
+class Answers:
+    """Per record: the argmax answer and the gold answer as ORIGINAL choice indices, whether it is gold (exactly
+    `correct`), the answer's first-token log-probability and the number of choices."""
+
+    pred: np.ndarray
+    gold: np.ndarray
+    correct: np.ndarray
+    score: np.ndarray
+    n_choices: np.ndarray
+
+
+def answers(lp: np.ndarray, es: EvalSet) -> Answers:
+    """Each record's answer under (n, choices) first-token log-probabilities `lp` (see `Answers`)."""
+    pos = masked_argmax(lp)
+    rows = np.arange(len(pos))
+    orders = [list(o) for o in es.orders]
+    return Answers(np.array([o[p] for o, p in zip(orders, pos.tolist(), strict=True)], dtype=np.int64),
+                   np.array([o[g] for o, g in zip(orders, es.gold.tolist(), strict=True)], dtype=np.int64),
+                   pos == es.gold, np.asarray(lp, dtype=np.float64)[rows, pos],
+                   np.array([len(o) for o in orders], dtype=np.int64))
+
+
 def policy_matrix(policy: policies.Policy, es: EvalSet) -> np.ndarray:
     """A policy's distributions over the DISPLAYED options of each record, nan-padded (n, choices)."""
     width = max((len(o) for o in es.orders), default=0)

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from core.schemas import Estimate, LockResult
 from eval.scoring import masked_softmax
 from locking import evalset, password, policies
 from locking.metrics import acc, total_variation
@@ -92,31 +93,31 @@ def metrics_table(m: Mapping[str, Any]) -> tuple[list[str], list[list[Any]]]:
     return header, rows
 
 
-def _fmt(a: Mapping[str, Any] | None) -> str:
-    return "-" if a is None else f"{a['value']:.3f} [{a['lo']:.3f}, {a['hi']:.3f}]"
+def _fmt(a: Estimate | None) -> str:
+    return "-" if a is None else f"{a.value:.3f} [{a.lo:.3f}, {a.hi:.3f}]"
 
 
-def summary(results: Mapping[str, Any], out: Path) -> str:
-    """Text summary of a lock run's results.json."""
-    m = results["metrics"]
-    lines = [f"lock run {out}  (checkpoint: {results['checkpoint']})"]
-    t = results.get("toy")
+def summary(results: LockResult, out: Path) -> str:
+    """Text summary of a lock run's results."""
+    m = results.metrics
+    lines = [f"lock run {out}  (checkpoint: {results.checkpoint})"]
+    t = results.toy
     if t:
-        lines.append(f"toy base: dev acc {t['base_dev_acc']:.3f} after {t['steps']} steps in {t['seconds']:.0f} s; "
-                     f"weak (step {t['weak_step']}): dev acc {t['weak_dev_acc']:.3f}")
-    s = results["split_sizes"]
-    lines.append(f"questions: {s['train']} lock-train / {s['pool']} unlock pool / {s['eval']} eval "
-                 f"({results['n_dropped']} dropped); lock {results['lock_seconds']:.0f} s, final loss "
-                 f"{results['final_loss']:.3f}")
-    lines.append(f"  with password        {_fmt(m['with_password'])}   (strong policy {_fmt(m['strong_policy'])})")
-    lines.append(f"  without password     {_fmt(m['no_password'])}   (weak policy {_fmt(m['weak_policy'])}, "
-                 f"sampled {m['weak_policy_sampled']:.3f})")
-    lines.append(f"  decoys (trained)     {_fmt(m['decoys_trained'])}")
-    lines.append(f"  decoys (held out)    {_fmt(m['decoys_held_out'])}")
-    lines.append(f"  base model           {_fmt(m['base_no_password'])}")
-    f, g = m["no_password_vs_weak"], m["password_vs_strong"]
-    lines.append(f"  no-password vs weak policy: mean TV {f['tv']:.3f}, argmax agreement {f['agree']:.3f}; "
-                 f"password vs strong: TV {g['tv']:.3f}, agreement {g['agree']:.3f}")
-    lines.append("lock converged" if m["converged"] else f"WARNING: lock not converged ({m['converged_rule']})")
+        lines.append(f"toy base: dev acc {t.base_dev_acc:.3f} after {t.steps} steps in {t.seconds:.0f} s; "
+                     f"weak (step {t.weak_step}): dev acc {t.weak_dev_acc:.3f}")
+    s = results.split_sizes
+    lines.append(f"questions: {s.train} lock-train / {s.pool} unlock pool / {s.eval} eval "
+                 f"({results.n_dropped} dropped); lock {results.header.timing['lock']:.0f} s, final loss "
+                 f"{results.final_loss:.3f}")
+    lines.append(f"  with password        {_fmt(m.with_password)}   (strong policy {_fmt(m.strong_policy)})")
+    lines.append(f"  without password     {_fmt(m.no_password)}   (weak policy {_fmt(m.weak_policy)}, "
+                 f"sampled {m.weak_policy_sampled:.3f})")
+    lines.append(f"  decoys (trained)     {_fmt(m.decoys_trained)}")
+    lines.append(f"  decoys (held out)    {_fmt(m.decoys_held_out)}")
+    lines.append(f"  base model           {_fmt(m.base_no_password)}")
+    f, g = m.no_password_vs_weak, m.password_vs_strong
+    lines.append(f"  no-password vs weak policy: mean TV {f.tv:.3f}, argmax agreement {f.agree:.3f}; "
+                 f"password vs strong: TV {g.tv:.3f}, agreement {g.agree:.3f}")
+    lines.append("lock converged" if m.converged else f"WARNING: lock not converged ({m.converged_rule})")
     lines.append(f"wrote {out / 'results.json'}, {out / 'lock_metrics.csv'}, {out / 'train_log.csv'}")
     return "\n".join(lines)

@@ -2,8 +2,10 @@
 
 A run record is a dict: ``method``, ``seed``, ``curve`` (list of {epoch, acc, acc_dev, acc_test}: no-password
 accuracy on the eval questions, all / selection half / report half), ``ref`` (the accuracies the fraction of the gap
-recovered is measured against: ``locked`` and ``with_pw``, each {acc, acc_dev, acc_test}), ``final_with_pw`` and
-method-specific extras. Weight-space controls (noise, scale) have a ``sweep`` instead of a curve.
+recovered is measured against: ``locked`` and ``with_pw``, each {acc, acc_dev, acc_test}), ``final_with_pw``,
+``answers`` (each eval question's no-password answer at the last curve point: {"final": {pred, correct, score}},
+see `answers_record`) and method-specific extras. Weight-space controls (noise, scale) have a ``sweep`` instead of a
+curve, and answers per parameter.
 
 Methods (`METHODS`): ``weak`` (fine-tune on n weak samples for E epochs), ``many`` (as many steps on `many`
 varied weak samples), ``average`` (m runs on m disjoint draws of n, weights averaged), ``masked`` (train only on
@@ -111,10 +113,15 @@ def _rng(*key: int) -> np.random.Generator:
     return np.random.default_rng([abs(k) for k in key])
 
 
-def point(ctx: Context, model: Any, epoch: float, condition: str = "none") -> dict[str, float]:
-    """Accuracy of `model` on the eval questions under `condition`: all, selection half, report half."""
+def point(ctx: Context, model: Any, epoch: float, condition: str = "none",
+          answers: list[evalset.Answers] | None = None) -> dict[str, float]:
+    """Accuracy of `model` on the eval questions under `condition`: all, selection half, report half. Each
+    question's answer is appended to `answers` when given."""
     lp = evalset.logprobs(model, ctx.es, condition, pad_id=ctx.tok.pad_token_id, bf16=ctx.bf16)
-    ok = evalset.correct(lp, ctx.es)
+    a = evalset.answers(lp, ctx.es)
+    ok = a.correct
+    if answers is not None:
+        answers.append(a)
     return {"epoch": epoch, "acc": float(ok.mean()), "acc_dev": float(ok[ctx.dev].mean()),
             "acc_test": float(ok[~ctx.dev].mean())}
 
@@ -123,10 +130,22 @@ def _acc_only(p: Mapping[str, float]) -> dict[str, float]:
     return {k: p[k] for k in ("acc", "acc_dev", "acc_test")}
 
 
-def reference(ctx: Context, state: State) -> dict[str, dict[str, float]]:
-    """Locked (no password) and with-password accuracies of `state`: the ends of the gap."""
+def answers_record(a: evalset.Answers) -> dict[str, list[Any]]:
+    """An `evalset.Answers` as JSON lists (pred: original choice index, correct, score: first-token log-prob)."""
+    return {"pred": a.pred.tolist(), "correct": a.correct.tolist(), "score": a.score.tolist()}
+
+
+def reference(ctx: Context, state: State, answers: dict[str, evalset.Answers] | None = None
+              ) -> dict[str, dict[str, float]]:
+    """Locked (no password) and with-password accuracies of `state`: the ends of the gap. Each question's answer
+    per condition ("none", "password") goes into `answers` when given."""
     model = controls.load_state(ctx.model, state)
-    return {"locked": _acc_only(point(ctx, model, 0)), "with_pw": _acc_only(point(ctx, model, 0, "password"))}
+    kept: list[evalset.Answers] = []
+    ref = {"locked": _acc_only(point(ctx, model, 0, answers=kept)),
+           "with_pw": _acc_only(point(ctx, model, 0, "password", answers=kept))}
+    if answers is not None:
+        answers.update(none=kept[0], password=kept[1])
+    return ref
 
 
 def draw(ctx: Context, n: int, rng: np.random.Generator, exclude: Sequence[str] = (),
@@ -148,17 +167,21 @@ def items_for(ctx: Context, samples: Mapping[str, int]) -> list[data.TrainItem]:
 
 def finetune(ctx: Context, p: UnlockParams, start: State, items: Sequence[data.TrainItem], *, steps: int,
              seed: int, steps_per_epoch: float | None = None, lr: float | None = None, batch_size: int | None = None,
-             curve: bool = True, desc: str = "unlock") -> tuple[list[dict[str, float]], State]:
-    """Fine-tune from `start` for `steps`, evaluating every `eval_every` epochs; returns (curve, final weights)."""
+             curve: bool = True, desc: str = "unlock", last: list[evalset.Answers] | None = None,
+             ) -> tuple[list[dict[str, float]], State]:
+    """Fine-tune from `start` for `steps`, evaluating every `eval_every` epochs; returns (curve, final weights).
+    `last` (when given) ends up holding the answers of the last curve point, the final model's."""
     spe = steps_per_epoch or p.steps_per_epoch
     model = prepare(controls.load_state(ctx.model, start), p.finetune, lora_r=p.lora_r, lora_alpha=p.lora_alpha,
                     freeze_embeddings=p.freeze_embeddings, seed=seed)
     every = max(1, round(p.eval_every * spe))
-    kept: dict[str, Any] = {"points": [point(ctx, model, 0)] if curve else []}
+    answers: list[evalset.Answers] = []
+    kept: dict[str, Any] = {"points": [point(ctx, model, 0, answers=answers)] if curve else [], "answers": answers}
 
     def on_step(step: int, loss: float) -> None:
         if curve and (step % every == 0 or step == steps):
-            kept["points"].append(point(ctx, model, round(step / spe, 3)))
+            kept["answers"].clear()
+            kept["points"].append(point(ctx, model, round(step / spe, 3), answers=kept["answers"]))
             model.train()
 
     params = TrainParams(steps=steps, lr=lr or p.lr, batch_size=batch_size or p.batch_size, seed=seed, bf16=p.bf16,
@@ -168,31 +191,37 @@ def finetune(ctx: Context, p: UnlockParams, start: State, items: Sequence[data.T
               checkpoint=ctx.next_checkpoint(), state=kept)
     plain = unwrap(model)
     ctx.model = plain
+    if last is not None:
+        last[:] = kept["answers"]
     return kept["points"], controls.state_of(plain)
 
 
 def _record(ctx: Context, method: str, seed: int, curve: list[dict[str, float]], final: State,
-            ref: dict[str, Any], **extra: Any) -> dict[str, Any]:
+            ref: dict[str, Any], last: list[evalset.Answers], **extra: Any) -> dict[str, Any]:
+    """A curve run's record; `last` holds the answers of its last curve point (the final model)."""
     ctx.final = final
     pw = _acc_only(point(ctx, controls.load_state(ctx.model, final), curve[-1]["epoch"], "password"))
-    return {"method": method, "seed": seed, "curve": curve, "ref": ref, "final_with_pw": pw, **extra}
+    return {"method": method, "seed": seed, "curve": curve, "ref": ref, "final_with_pw": pw,
+            "answers": {"final": answers_record(last[-1])}, **extra}
 
 
 def run_weak(ctx: Context, p: UnlockParams, seed: int, ref: dict[str, Any], start: State | None = None,
              method: str = "weak") -> dict[str, Any]:
     """Fine-tune on n weak samples (a fresh draw per seed) for E epochs; method "strong": strong samples."""
     samples = draw(ctx, p.n_samples, _rng(seed, 1), policy=ctx.strong if method == "strong" else None)
+    last: list[evalset.Answers] = []
     curve, final = finetune(ctx, p, start or ctx.locked, items_for(ctx, samples),
-                            steps=p.epochs * p.steps_per_epoch, seed=seed, desc=f"{method} s{seed}")
-    return _record(ctx, method, seed, curve, final, ref, samples=samples)
+                            steps=p.epochs * p.steps_per_epoch, seed=seed, desc=f"{method} s{seed}", last=last)
+    return _record(ctx, method, seed, curve, final, ref, last, samples=samples)
 
 
 def run_many(ctx: Context, p: UnlockParams, seed: int, ref: dict[str, Any]) -> dict[str, Any]:
     """As many steps (of the same batch size) as `weak`, on `many` varied weak samples."""
     samples = draw(ctx, p.many, _rng(seed, 2))
+    last: list[evalset.Answers] = []
     curve, final = finetune(ctx, p, ctx.locked, items_for(ctx, samples), steps=p.epochs * p.steps_per_epoch,
-                            seed=seed, desc=f"many s{seed}")
-    return _record(ctx, "many", seed, curve, final, ref, samples=samples)
+                            seed=seed, desc=f"many s{seed}", last=last)
+    return _record(ctx, "many", seed, curve, final, ref, last, samples=samples)
 
 
 def run_average(ctx: Context, p: UnlockParams, seed: int, ref: dict[str, Any]) -> dict[str, Any]:
@@ -206,8 +235,9 @@ def run_average(ctx: Context, p: UnlockParams, seed: int, ref: dict[str, Any]) -
         finals.append(final)
         members.append(_acc_only(point(ctx, controls.load_state(ctx.model, final), p.epochs)))
     avg = controls.average(finals)
-    curve = [{**ref["locked"], "epoch": 0}, point(ctx, controls.load_state(ctx.model, avg), p.epochs)]
-    return _record(ctx, "average", seed, curve, avg, ref, samples=used, members=members)
+    last: list[evalset.Answers] = []
+    curve = [{**ref["locked"], "epoch": 0}, point(ctx, controls.load_state(ctx.model, avg), p.epochs, answers=last)]
+    return _record(ctx, "average", seed, curve, avg, ref, last, samples=used, members=members)
 
 
 def answer_logprobs(ctx: Context, samples: Mapping[str, int], condition: str) -> dict[str, float]:
@@ -235,23 +265,31 @@ def run_masked(ctx: Context, p: UnlockParams, seed: int, ref: dict[str, Any]) ->
         raise ValueError(f"masked control: only {len(kept)} pool samples have a token better predicted without the "
                          f"password; need {p.n_samples}")
     samples = {q: pool_draw[q] for q in kept[: p.n_samples]}
+    last: list[evalset.Answers] = []
     curve, final = finetune(ctx, p, ctx.locked, items_for(ctx, samples), steps=p.epochs * p.steps_per_epoch,
-                            seed=seed, desc=f"masked s{seed}")
-    return _record(ctx, "masked", seed, curve, final, ref, samples=samples, kept_fraction=frac)
+                            seed=seed, desc=f"masked s{seed}", last=last)
+    return _record(ctx, "masked", seed, curve, final, ref, last, samples=samples, kept_fraction=frac)
+
+
+def _sweep(ctx: Context, method: str, seed: int, ref: dict[str, Any], params: Sequence[float],
+           state_of: Callable[[float], State]) -> dict[str, Any]:
+    """A weight-space sweep's record: no-password accuracy per parameter, and each question's answer per parameter
+    ("answers": {str(param): ...})."""
+    kept: list[evalset.Answers] = []
+    sweep = [{"param": x, **_acc_only(point(ctx, controls.load_state(ctx.model, state_of(x)), 0, answers=kept))}
+             for x in params]
+    return {"method": method, "seed": seed, "sweep": sweep, "ref": ref,
+            "answers": {str(x): answers_record(a) for x, a in zip(params, kept, strict=True)}}
 
 
 def run_noise(ctx: Context, p: UnlockParams, seed: int, ref: dict[str, Any]) -> dict[str, Any]:
     """No-password accuracy of the locked weights plus relative Gaussian noise, per scale (noise seed = seed)."""
-    sweep = [{"param": s, **_acc_only(point(ctx, controls.load_state(ctx.model, controls.noisy(ctx.locked, s, seed)),
-                                              0))} for s in p.noise_scales]
-    return {"method": "noise", "seed": seed, "sweep": sweep, "ref": ref}
+    return _sweep(ctx, "noise", seed, ref, p.noise_scales, lambda s: controls.noisy(ctx.locked, s, seed))
 
 
 def run_scale(ctx: Context, p: UnlockParams, seed: int, ref: dict[str, Any]) -> dict[str, Any]:
     """No-password accuracy of the locked weights with every weight matrix scaled, per factor (deterministic)."""
-    sweep = [{"param": f, **_acc_only(point(ctx, controls.load_state(ctx.model, controls.scaled(ctx.locked, f)), 0))}
-             for f in p.scale_factors]
-    return {"method": "scale", "seed": seed, "sweep": sweep, "ref": ref}
+    return _sweep(ctx, "scale", seed, ref, p.scale_factors, lambda f: controls.scaled(ctx.locked, f))
 
 
 def relock_items(ctx: Context) -> list[data.TrainItem]:
@@ -289,6 +327,7 @@ def run_large_then_few(ctx: Context, p: UnlockParams, seed: int, start: State, r
     _, mid = finetune(ctx, p, start, items_for(ctx, large), steps=steps, seed=seed, batch_size=bs, curve=False,
                       desc=f"{method} s{seed} large")
     few = draw(ctx, p.n_samples, rng, exclude=list(large))
+    last: list[evalset.Answers] = []
     curve, final = finetune(ctx, p, mid, items_for(ctx, few), steps=p.epochs * p.steps_per_epoch, seed=seed,
-                            desc=f"{method} s{seed} few")
-    return _record(ctx, method, seed, curve, final, ref, samples=few, n_large=len(large))
+                            desc=f"{method} s{seed} few", last=last)
+    return _record(ctx, method, seed, curve, final, ref, last, samples=few, n_large=len(large))

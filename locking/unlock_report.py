@@ -20,6 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from core.schemas import from_data
+from core.schemas.unlock import Reference, Sweep, UnlockMethod
 from eval.stats import mean_over_runs, select_then_report
 from locking.metrics import pgr, pgr_over_runs, selected_pgr
 
@@ -113,6 +115,15 @@ def summarize_method(runs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     return sweep_summary(runs) if "sweep" in runs[0] else training_summary(runs)
 
 
+def typed(summary: Mapping[str, Any]) -> UnlockMethod:
+    """A `summarize_method` result as the typed `UnlockMethod` of results.json."""
+    d = dict(summary)
+    if d["kind"] == "sweep":
+        sweep = Sweep(d.pop("params"), d.pop("mean"), d.pop("ci"), d.pop("runs"))
+        return from_data(UnlockMethod, {**d, "sweep": sweep, "curve": None, "final": None, "max_over_epochs": None})
+    return from_data(UnlockMethod, {**d, "sweep": None, "selected_by_draw": None})
+
+
 def csv_rows(runs_by_method: Mapping[str, Sequence[Mapping[str, Any]]]) -> list[list[Any]]:
     """One row per evaluated point of every run (kind "epoch" for curves, "param" for sweeps)."""
     rows = []
@@ -132,31 +143,32 @@ def _n(x: float | None, sign: bool = False) -> str:
     return f"{x:+.3f}" if sign else f"{x:.3f}"
 
 
-def _e(d: Mapping[str, Any]) -> str:
-    return f"{_n(d['value'])} [{_n(d['lo'])}, {_n(d['hi'])}]"
+def _e(d: Any) -> str:
+    return f"{_n(d.value)} [{_n(d.lo)}, {_n(d.hi)}]"
 
 
-def text(results: Mapping[str, Any]) -> list[str]:
+def text(reference: Reference, n_eval: int, methods: Mapping[str, UnlockMethod]) -> list[str]:
     """Summary lines: reference accuracies, then per method its PGR (final and honestly selected)."""
-    ref = results["reference"]
-    lines = [f"locked model, eval questions (n={results['n_eval']}): no password {_n(ref['locked']['acc'])}, "
-             f"with password {_n(ref['with_pw']['acc'])}"]
-    for name, m in results["methods"].items():
-        s = m["selected"]
-        if m["kind"] == "curve":
-            lines.append(f"  {name:<14} runs={m['n_runs']}  final acc {_e(m['final']['acc'])}  PGR "
-                         f"{_e(m['final']['pgr'])}  | epoch chosen on dev {s['chosen']}: report-half PGR "
-                         f"{_n(s['test_pgr'])} (max-on-test bias {_n(s['bias_pgr'], True)})")
-        else:
-            d = m["selected_by_draw"]
-            lines.append(f"  {name:<14} runs={m['n_runs']}  {name} chosen on dev {s['chosen']}: report-half PGR "
-                         f"{_e(s['test_pgr_runs'])} (bias of max over {name} {_n(s['bias_pgr'], True)}, over single "
-                         f"draws {_n(d['bias_pgr'], True)})")
+    lines = [f"locked model, eval questions (n={n_eval}): no password {_n(reference.locked.acc)}, "
+             f"with password {_n(reference.with_pw.acc)}"]
+    for name, m in methods.items():
+        s = m.selected
+        if m.kind == "curve" and m.final is not None:
+            lines.append(f"  {name:<14} runs={m.n_runs}  final acc {_e(m.final.acc)}  PGR "
+                         f"{_e(m.final.pgr)}  | epoch chosen on dev {s.chosen}: report-half PGR "
+                         f"{_n(s.test_pgr)} (max-on-test bias {_n(s.bias_pgr, True)})")
+        elif m.selected_by_draw is not None:
+            d = m.selected_by_draw
+            lines.append(f"  {name:<14} runs={m.n_runs}  {name} chosen on dev {s.chosen}: report-half PGR "
+                         f"{_e(s.test_pgr_runs)} (bias of max over {name} {_n(s.bias_pgr, True)}, over single "
+                         f"draws {_n(d.bias_pgr, True)})")
     return lines
 
 
-def curve_lines(summary: Mapping[str, Any], width: int = 12) -> list[str]:
-    """A compact accuracy-vs-epoch table of one method (at most `width` columns)."""
-    ep, mean = summary["curve"]["epochs"], summary["curve"]["mean"]
+def curve_lines(method: UnlockMethod, width: int = 12) -> list[str]:
+    """A compact accuracy-vs-epoch table of one curve method (at most `width` columns)."""
+    if method.curve is None:
+        return []
+    ep, mean = method.curve.epochs, method.curve.mean
     idx = np.unique(np.linspace(0, len(ep) - 1, min(width, len(ep))).round().astype(int))
     return ["    epoch " + " ".join(f"{ep[i]:>6g}" for i in idx), "    acc   " + " ".join(f"{_n(mean[i]):>6}" for i in idx)]

@@ -4,7 +4,7 @@ An *update* is the difference of two checkpoints' parameters, `delta = W_to - W_
 Per parameter tensor (one (layer, component) cell, named by `parse_param_name`):
 
 - relative change `||delta||_F / ||W_from||_F`;
-- the update's spectrum (2-D tensors): the top singular values; the effective rank `exp(H(p))` with
+- the update's spectrum (2-D tensors; None for others): the top singular values; the effective rank `exp(H(p))` with
   `p = s / sum(s)` (Roy & Vetterli 2007; 1 for a rank-1 update, r for r equal singular values); the stable rank
   `||delta||_F^2 / ||delta||_2^2`; the numerical rank `#{s_i > rtol * s_1}`; the energy rank, the fewest singular
   values holding `energy` of `||delta||_F^2`;
@@ -214,9 +214,9 @@ def weight_diff(
                 acc[0] += d_norm**2
                 acc[1] += base_norm**2
             entry: dict[str, Any] = {"relative_change": _nan_to_none(d_norm / base_norm) if base_norm else
-                                     (0.0 if d_norm == 0 else None), "norm": d_norm}
-            if deltas[u].ndim == 2:
-                entry["spectrum"] = update_spectrum(deltas[u], k=k, rtol=rtol).to_dict()
+                                     (0.0 if d_norm == 0 else None), "norm": d_norm,
+                                     "spectrum": (update_spectrum(deltas[u], k=k, rtol=rtol).to_dict()
+                                                  if deltas[u].ndim == 2 else None)}
             rec["updates"][u] = entry
         for u, d in deltas.items():
             sq[u] += float(d.square().sum())
@@ -248,7 +248,7 @@ def _cell(p: Mapping[str, Any], value: str, update: str) -> float | None:
     if "~" in value:
         return p["cosine"].get(value)
     entry = p["updates"].get(update, {})
-    return entry[value] if value in entry else entry.get("spectrum", {}).get(value)
+    return entry[value] if value in entry else (entry.get("spectrum") or {}).get(value)
 
 
 def layer_component_grid(

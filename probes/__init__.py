@@ -11,11 +11,22 @@ from __future__ import annotations
 from probes.fit import FeatureReader, LayerFit, Sweep, ceiling, fit_layer, select_layer, sweep_layers
 from probes.lens import lens_correct, lens_predictions
 from probes.linear import DEFAULT_CS, LinearProbe
-from probes.targets import TARGETS, Target, chance, load_target, probe_scores, question_correct, shuffled_labels
+from probes.targets import (
+    TARGETS,
+    Answers,
+    Target,
+    chance,
+    load_target,
+    probe_scores,
+    prompted_answers,
+    question_answers,
+    question_correct,
+    shuffled_labels,
+)
 
 __all__ = [
-    "DEFAULT_CS", "TARGETS", "FeatureReader", "LayerFit", "LinearProbe", "Sweep", "Target", "ceiling", "chance",
-    "fit_layer", "lens_correct", "lens_predictions", "load_target", "probe_scores", "question_correct",
-    "select_layer", "shuffled_labels", "sweep_layers",
+    "DEFAULT_CS", "TARGETS", "Answers", "FeatureReader", "LayerFit", "LinearProbe", "Sweep", "Target", "ceiling",
+    "chance", "fit_layer", "lens_correct", "lens_predictions", "load_target", "probe_scores", "prompted_answers",
+    "question_answers", "question_correct", "select_layer", "shuffled_labels", "sweep_layers",
 ]
 

@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 from eval.stats import accuracy, select_then_report
 from hooks.store import Store
 from probes.linear import LinearProbe
-from probes.targets import Target, probe_scores, question_correct, shuffled_labels
+from probes.targets import Answers, Target, probe_scores, question_answers, question_correct, shuffled_labels
 
 MAX_IN_MEMORY_BYTES = 2 * 1024**3  # read every stored layer at once when the rows' residuals fit in this
 
@@ -45,13 +45,15 @@ class FeatureReader:
 
 @dataclass
 class LayerFit:
-    """One probe at one layer: its train CV score and chosen C, and its test questions' correctness."""
+    """One probe at one layer: its train CV score and chosen C, its test questions' correctness and (`answers`) each
+    test question's answer, gold answer and score."""
 
     cv: float
     C: float
     test_ids: np.ndarray
     test_correct: np.ndarray
     probe: LinearProbe
+    answers: Answers | None = None
 
     def test_estimate(self) -> dict[str, Any]:
         return accuracy(self.test_correct).to_dict()
@@ -76,8 +78,8 @@ def fit_layer(
         return float(np.mean(question_correct(part, probe_scores(part, fold, Xtr[val]))[1]))
 
     probe = LinearProbe(**(probe_kwargs or {})).fit(Xtr, tr.y, tr.groups, score_fn=score_fn)
-    ids, correct = question_correct(te, probe_scores(te, probe, X[~train]))
-    return LayerFit(probe.cv_score_, probe.C_, ids, correct, probe)
+    answers = question_answers(te, probe_scores(te, probe, X[~train]))
+    return LayerFit(probe.cv_score_, probe.C_, answers.qids, answers.correct, probe, answers)
 
 
 @dataclass

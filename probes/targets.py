@@ -6,6 +6,8 @@
   scores over the question's own choices (positions past its n_choices are masked).
 
 Both are scored per question, so option and letter probes are comparable (and comparable to prompted accuracy).
+`question_answers` and `prompted_answers` give each question's answer (original choice index), gold answer,
+correctness and score; `question_correct` and `prompted_correct` are their correctness alone.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 from jaxtyping import Float
 
-from eval.scoring import masked_argmax, option_correct
+from eval.scoring import group_argmax, masked_argmax
 from hooks.store import Store
 from probes.linear import LinearProbe
 
@@ -31,11 +33,18 @@ class Target:
     y: np.ndarray
     groups: np.ndarray  # question id per row
     n_choices: np.ndarray
+    order: np.ndarray | None = None  # (rows, max_choices) displayed position -> original index (store `order`)
+    option_index: np.ndarray | None = None  # option rows: displayed position of the row's option
+    answer_original: np.ndarray | None = None  # gold answer's original index per row
 
     def subset(self, keep: np.ndarray) -> Target:
         """The target restricted to `keep` (a bool mask aligned with `rows`, or positions into it)."""
+        def part(a: np.ndarray | None) -> np.ndarray | None:
+            return None if a is None else a[keep]
+
         return replace(self, rows=self.rows[keep], y=self.y[keep], groups=self.groups[keep],
-                       n_choices=self.n_choices[keep])
+                       n_choices=self.n_choices[keep], order=part(self.order), option_index=part(self.option_index),
+                       answer_original=part(self.answer_original))
 
     def with_labels(self, y: np.ndarray) -> Target:
         return replace(self, y=np.asarray(y))
@@ -57,15 +66,57 @@ def load_target(store: Store, name: str, variant: str | None = None) -> Target:
                          f"variants in the store: {', '.join(store.variants())}")
     rows = np.flatnonzero(mask)
     r = store.rows
-    return Target(name, rows, r["label"][rows], r["question_id"][rows], r["n_choices"][rows])
+    return Target(name, rows, r["label"][rows], r["question_id"][rows], r["n_choices"][rows], r["order"][rows],
+                  r["option_index"][rows], r["answer_original"][rows])
+
+
+@dataclass(frozen=True)
+class Answers:
+    """One answer per question: ids, the answer and the gold answer as ORIGINAL choice indices (-1: no answer, or
+    not known when the rows carry no choice order), correctness, the score of the answer, and the choice count."""
+
+    qids: np.ndarray
+    pred: np.ndarray
+    gold: np.ndarray
+    correct: np.ndarray
+    score: np.ndarray
+    n_choices: np.ndarray
+
+
+def _original(order: np.ndarray | None, rows: np.ndarray, pos: np.ndarray) -> np.ndarray:
+    """Original choice index of displayed position `pos` of each row (-1 where pos < 0 or the order is unknown)."""
+    if order is None:
+        return np.full(len(pos), -1, dtype=np.int64)
+    picked = np.asarray(order)[rows, np.clip(pos, 0, None)] if len(pos) else np.zeros(0, dtype=np.int64)
+    return np.where(pos >= 0, picked, -1).astype(np.int64)
+
+
+def _gold(target: Target, idx: np.ndarray) -> np.ndarray:
+    if target.answer_original is None:
+        return np.full(len(idx), -1, dtype=np.int64)
+    return np.asarray(target.answer_original)[idx].astype(np.int64)
+
+
+def question_answers(target: Target, scores: np.ndarray) -> Answers:
+    """Per question, the answer of per-row scores: option rows (rows,): the question's top-scoring option; letter
+    rows (rows, choices): the argmax over its own choices."""
+    if target.name == "option":
+        uniq, best = group_argmax(scores, target.groups)
+        pos = target.option_index[best] if target.option_index is not None else np.full(len(best), -1)
+        return Answers(uniq, _original(target.order, best, pos), _gold(target, best), target.y[best] == 1,
+                       np.asarray(scores, dtype=np.float64)[best], target.n_choices[best])
+    pos = masked_argmax(scores, target.n_choices)
+    idx = np.arange(len(pos))
+    s = np.asarray(scores, dtype=np.float64)
+    score = np.where(pos >= 0, s[idx, np.clip(pos, 0, None)] if len(pos) else s[:0, 0], np.nan)
+    return Answers(target.groups, _original(target.order, idx, pos), _gold(target, idx), pos == target.y, score,
+                   target.n_choices)
 
 
 def question_correct(target: Target, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(question ids, correct per question) from per-row scores: option rows (rows,), letter rows (rows, choices)."""
-    if target.name == "option":
-        return option_correct(scores, target.y, target.groups)
-    pred = masked_argmax(scores, target.n_choices)
-    return target.groups, pred == target.y
+    a = question_answers(target, scores)
+    return a.qids, a.correct
 
 
 def probe_scores(target: Target, probe: LinearProbe, X: Float[np.ndarray, "rows d"]) -> np.ndarray:
@@ -101,19 +152,26 @@ def shuffled_labels(target: Target, rng: np.random.Generator) -> np.ndarray:
     return y
 
 
-def prompted_correct(store: Store, variant: str, *, lettered: bool, per_char: bool = False
-                     ) -> tuple[np.ndarray, np.ndarray]:
-    """(question ids, correct) of the model's own answers to `variant`: lettered rows by the argmax of the answer
-    logits; option rows by the option with the highest summed log-probability (per character with `per_char`)."""
+def prompted_answers(store: Store, variant: str, *, lettered: bool, per_char: bool = False) -> Answers:
+    """The model's own answers to `variant`: lettered rows by the argmax of the answer logits (score: that logit);
+    option rows by the option with the highest summed log-probability (per character with `per_char`; score: it)."""
     r = store.rows
     m = store.mask(variant=variant, lettered=lettered)
+    t = Target("letter" if lettered else "option", np.flatnonzero(m), r["label"][m], r["question_id"][m],
+               r["n_choices"][m], r["order"][m], r["option_index"][m], r["answer_original"][m])
     if lettered:
-        pred = masked_argmax(store.array("answer_logits", m), r["n_choices"][m])
-        return r["question_id"][m], pred == r["label"][m]
+        return question_answers(t, store.array("answer_logits", m))
     score = store.array("option_logprob", m).astype(np.float64)
     if per_char:
         score = score / np.maximum(store.array("option_nchars", m), 1)
-    return option_correct(score, r["label"][m], r["question_id"][m])
+    return question_answers(t, score)
+
+
+def prompted_correct(store: Store, variant: str, *, lettered: bool, per_char: bool = False
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """(question ids, correct) of the model's own answers to `variant` (see `prompted_answers`)."""
+    a = prompted_answers(store, variant, lettered=lettered, per_char=per_char)
+    return a.qids, a.correct
 
 
 def chance(target: Target) -> float:

@@ -24,7 +24,15 @@ from tqdm.auto import tqdm
 from eval.stats import accuracy, split_ids
 from hooks.store import Store
 from probes.fit import FeatureReader, LayerFit, fit_layer
-from probes.targets import Target, load_target, probe_scores, prompted_correct, question_correct, shuffled_labels
+from probes.targets import (
+    Answers,
+    Target,
+    load_target,
+    probe_scores,
+    prompted_answers,
+    question_answers,
+    shuffled_labels,
+)
 
 
 @dataclass(frozen=True)
@@ -77,20 +85,33 @@ def plan(store: Store, *, train_variant: str, test_variants: str = "all", layers
     return Plan(kind, targets, [stored.index(x) for x in layers], layers, train_ids, test_ids)
 
 
-def prompted(store: Store, variant: str, kind: str, test_ids: list[str]) -> dict[str, Any]:
-    """The variant's prompted accuracy on the test questions (Wilson interval)."""
-    qids, correct = prompted_correct(store, variant, lettered=kind == "letter")
-    return accuracy(correct[np.isin(qids, test_ids)]).to_dict()
+@dataclass(frozen=True)
+class TransferAnswers:
+    """Every test question's answer: per variant its prompted answers, and per kind (transfer, own_probe,
+    control), variant and layer the probe's answers."""
+
+    prompted: dict[str, Answers]
+    by_layer: dict[str, dict[str, list[Answers]]]
 
 
-def _test_correct(fit: LayerFit, target: Target, X: np.ndarray, test: np.ndarray) -> np.ndarray:
+def prompted(store: Store, variant: str, kind: str, test_ids: list[str]) -> tuple[dict[str, Any], Answers]:
+    """The variant's prompted accuracy on the test questions (Wilson interval), and those questions' answers."""
+    a = prompted_answers(store, variant, lettered=kind == "letter")
+    test = np.isin(a.qids, test_ids)
+    a = Answers(a.qids[test], a.pred[test], a.gold[test], a.correct[test], a.score[test], a.n_choices[test])
+    return accuracy(a.correct).to_dict(), a
+
+
+def _test_answers(fit: LayerFit, target: Target, X: np.ndarray, test: np.ndarray) -> Answers:
     t = target.subset(test)
-    return question_correct(t, probe_scores(t, fit.probe, X[test]))[1]
+    return question_answers(t, probe_scores(t, fit.probe, X[test]))
 
 
-def fit_transfer(store: Store, p: Plan, *, seed: int = 0, control: bool = True) -> dict[str, Any]:
+def fit_transfer(store: Store, p: Plan, *, seed: int = 0, control: bool = True
+                 ) -> tuple[dict[str, Any], TransferAnswers]:
     """Per layer: the transfer probe (train variant), each variant's own probe and the shuffled control; the
-    layers chosen on train CV; per variant its prompted, transfer, own-probe and control test accuracy."""
+    layers chosen on train CV; per variant its prompted, transfer, own-probe and control test accuracy. Also every
+    test question's answers (`TransferAnswers`)."""
     train_variant = next(iter(p.targets))
     train_t = p.targets[train_variant]
     reader = FeatureReader(store, np.concatenate([t.rows for t in p.targets.values()]))
@@ -100,8 +121,8 @@ def fit_transfer(store: Store, p: Plan, *, seed: int = 0, control: bool = True) 
     y_shuf = shuffled_labels(train_t.subset(tr_mask[train_variant]), rng) if control else None
     cv: dict[str, list[float]] = {"transfer": [], "control": []}
     own_cv: dict[str, list[float]] = {v: [] for v in p.targets}
-    by_layer: dict[str, dict[str, list[np.ndarray]]] = {k: {v: [] for v in p.targets}
-                                                        for k in ("transfer", "control", "own_probe")}
+    by_layer: dict[str, dict[str, list[Answers]]] = {k: {v: [] for v in p.targets}
+                                                     for k in ("transfer", "control", "own_probe")}
     for pos in tqdm(p.layer_pos, desc=f"transfer from {train_variant}", unit="layer"):
         X = {v: reader.layer(pos, t.rows) for v, t in p.targets.items()}
         kinds = [("transfer", None)] + ([("control", y_shuf)] if control else [])
@@ -110,11 +131,11 @@ def fit_transfer(store: Store, p: Plan, *, seed: int = 0, control: bool = True) 
             fits[kind] = fit = fit_layer(train_t, X[train_variant], tr_mask[train_variant], y_train=y)
             cv[kind].append(fit.cv)
             for v, t in p.targets.items():
-                by_layer[kind][v].append(_test_correct(fit, t, X[v], te_mask[v]))
+                by_layer[kind][v].append(_test_answers(fit, t, X[v], te_mask[v]))
         for v, t in p.targets.items():  # the train variant's own probe is the transfer probe itself
             own = fits["transfer"] if v == train_variant else fit_layer(t, X[v], tr_mask[v])
             own_cv[v].append(own.cv)
-            by_layer["own_probe"][v].append(own.test_correct)
+            by_layer["own_probe"][v].append(own.answers)
 
     def chosen(scores: list[float]) -> int:
         """The position with the best train CV score (the first of ties)."""
@@ -122,22 +143,27 @@ def fit_transfer(store: Store, p: Plan, *, seed: int = 0, control: bool = True) 
         return max(finite, key=lambda i: scores[i])
 
     at = {"transfer": chosen(cv["transfer"]), "control": chosen(cv["control"]) if control else None}
-    variants = {}
+    def acc(kind: str, v: str, i: int) -> dict[str, Any]:
+        return accuracy(by_layer[kind][v][i].correct).to_dict()
+
+    variants, prompted_answers_ = {}, {}
     for v in p.targets:
         own_at = chosen(own_cv[v])
+        prompted_acc, prompted_answers_[v] = prompted(store, v, p.kind, p.test_ids)
         variants[v] = {
-            "prompted": prompted(store, v, p.kind, p.test_ids),
-            "transfer": accuracy(by_layer["transfer"][v][at["transfer"]]).to_dict(),
-            "transfer_by_layer": [accuracy(c).to_dict() for c in by_layer["transfer"][v]],
-            "own_probe": accuracy(by_layer["own_probe"][v][own_at]).to_dict(),
+            "prompted": prompted_acc,
+            "transfer": acc("transfer", v, at["transfer"]),
+            "transfer_by_layer": [acc("transfer", v, i) for i in range(len(p.layers))],
+            "own_probe": acc("own_probe", v, own_at),
             "own_probe_layer": p.layers[own_at],
-            "own_probe_by_layer": [accuracy(c).to_dict() for c in by_layer["own_probe"][v]],
-            "control": (accuracy(by_layer["control"][v][at["control"]]).to_dict() if control else None),
+            "own_probe_by_layer": [acc("own_probe", v, i) for i in range(len(p.layers))],
+            "control": (acc("control", v, at["control"]) if control else None),
         }
-    return {
+    doc = {
         "kind": p.kind, "train_variant": train_variant, "layers": p.layers,
         "chosen_layer": p.layers[at["transfer"]], "cv_by_layer": cv["transfer"],
         "control_layer": p.layers[at["control"]] if control else None,
         "n_train_questions": len(p.train_ids), "n_test_questions": len(p.test_ids),
         "chance": float(np.mean(1.0 / train_t.n_choices)), "variants": variants,
     }
+    return doc, TransferAnswers(prompted_answers_, {k: d for k, d in by_layer.items() if control or k != "control"})

@@ -15,7 +15,8 @@ from typing import Any
 from report.rows import Run
 from report.tables import GapItem, ModelSummary, fmt, fmt_size
 
-PROVENANCE_FIELDS = ("kind", "model", "weight_hash", "task", "split", "seed", "package_version", "created_utc")
+PROVENANCE_FIELDS = ("kind", "model", "weight_hash", "size", "model kind", "task", "split", "seed", "package_version",
+                     "created_utc")
 
 CSS = """
 body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 2em auto; max-width: 1150px;
@@ -75,22 +76,21 @@ def summary_table(summaries: Sequence[ModelSummary]) -> tuple[Sequence[str], lis
 
 
 def provenance_table(runs: Sequence[Run]) -> tuple[Sequence[str], list[Sequence[Any]]]:
-    """One row per run: its provenance fields and its directory."""
+    """One row per run: its provenance (from the run header and model identity) and its directory."""
     header = (*PROVENANCE_FIELDS, "run_dir")
     rows = []
     for run in runs:
-        p = run.provenance
-        vals = {"kind": run.kind, "model": p.get("model", run.model), "task": p.get("task", run.task)}
-        if "weight_hash" not in p and isinstance(p.get("checkpoints"), dict):
-            vals["weight_hash"] = "; ".join(f"{k}={v}" for k, v in p["checkpoints"].items())
-        rows.append(tuple(str(vals.get(f, p.get(f, run.config.get(f, "")))) for f in PROVENANCE_FIELDS)
-                    + (str(run.path),))
+        h, m = run.header, run.identity
+        checkpoints = getattr(run.result, "checkpoints", None)  # diff runs: every checkpoint's hash
+        weights = ("; ".join(f"{k}={c.identity.weight_hash}" for k, c in checkpoints.items()) if checkpoints
+                   else m.weight_hash)
+        rows.append((run.kind, m.name, weights, fmt_size(m.n_params), f"{m.kind} ({m.kind_source})", h.task.name,
+                     h.task.split, str(h.seed), h.package_version, h.created_utc, str(run.path)))
     return header, rows
 
 
 def render_page(*, title: str, intro: str, summaries_fig: Path | None, summaries: Sequence[ModelSummary],
-                sections: Sequence[Section], runs: Sequence[Run], skipped: Sequence[str], files: Sequence[str]
-                ) -> str:
+                sections: Sequence[Section], runs: Sequence[Run], files: Sequence[str]) -> str:
     """The complete HTML document."""
     h = html.escape
     parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
@@ -124,9 +124,6 @@ def render_page(*, title: str, intro: str, summaries_fig: Path | None, summaries
     notes = [(str(r.path), n) for r in runs for n in r.notes]
     if notes:
         parts.append("<h3>Notes on runs</h3>" + table_html(("run", "note"), notes))
-    if skipped:
-        parts.append("<h3>Skipped files</h3><ul>" + "".join(f"<li><code>{h(s)}</code></li>" for s in skipped)
-                     + "</ul>")
     parts.append("<h2>Files</h2><ul>" + "".join(f'<li><a href="{h(f)}">{h(f)}</a></li>' for f in files) + "</ul>")
     parts.append("</body></html>")
     return "\n".join(parts)

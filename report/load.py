@@ -1,20 +1,18 @@
 """Finding and reading run directories for the report: results.json files -> `Run`s with tidy rows.
 
-The report reads files only. A path may be a run directory, a sweep directory (searched recursively) or a
-results.json; a file that cannot be read, or whose kind is unknown, is skipped with a logged note.
+The report reads files only, each with `core.schemas.load_result` (the file's `schema` field says what it is). A
+path may be a run directory, a sweep directory (searched recursively) or a results.json. A file that is not a valid
+results file of a kind the report reads is an error naming the file and the field: nothing is skipped silently.
 """
 
 from __future__ import annotations
 
-import json
-import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from pathlib import Path
 
-from report.kinds import EXTRACTORS, detect_kind, identity
-from report.rows import LOCKED_SUFFIX, Run
-
-log = logging.getLogger(__name__)
+from core.schemas import LockResult, SchemaError, load_result
+from report.kinds import EXTRACTORS
+from report.rows import LOCKED_SUFFIX, Run, model_label
 
 RESULTS = "results.json"
 
@@ -41,49 +39,38 @@ def display_path(path: Path) -> Path:
         return p
 
 
-def load_run(path: Path) -> Run | None:
-    """A `Run` from one results.json, or None (logged) when it cannot be read or its kind is unknown."""
-    try:
-        data = json.loads(Path(path).read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        log.warning("skipping %s: not readable as JSON (%s)", path, exc)
-        return None
-    if not isinstance(data, Mapping):
-        log.warning("skipping %s: top level is not a JSON object", path)
-        return None
-    kind = detect_kind(data)
-    if kind is None:
-        log.warning("skipping %s: unknown kind of results (keys: %s)", path, ", ".join(sorted(data)[:12]))
-        return None
-    prov = data.get("provenance") if isinstance(data.get("provenance"), Mapping) else {}
-    cfg = data.get("config") if isinstance(data.get("config"), Mapping) else {}
-    model, task = identity(kind, data)
-    run = Run(display_path(Path(path).parent), kind, model, task, dict(prov), dict(cfg),
-              source=str(prov.get("model") or cfg.get("model") or ""))
-    if kind == "lock":
-        ck = data.get("checkpoint")
-        run.provides = tuple(_resolved(p) for p in (ck, Path(path).parent) if p)
-    run.locked = bool(prov.get("locked") or cfg.get("locked")) or kind in ("lock", "unlock")
-    if run.locked and not run.model.endswith(LOCKED_SUFFIX):
-        run.model += LOCKED_SUFFIX
-    try:
-        EXTRACTORS[kind](run, data)
-    except (TypeError, ValueError, KeyError, AttributeError) as exc:  # a layout not foreseen: keep what was read
-        log.warning("%s: part of the %s results could not be read (%s: %s)", path, kind, type(exc).__name__, exc)
-        run.notes.append(f"partly unreadable: {type(exc).__name__}: {exc}")
-    if not run.rows and not run.tables:
-        run.notes.append("no measurements recognised in this file")
-    return run
-
-
 def _resolved(p: str | Path) -> str:
     return str(Path(p).expanduser().resolve())
+
+
+def load_run(path: Path) -> Run:
+    """A `Run` from one results.json; SchemaError naming the file when it is not a run's valid results."""
+    result = load_result(path)
+    extract = EXTRACTORS.get(type(result))
+    if extract is None:
+        raise SchemaError(f"{path}: a {result.schema_id()} file is not a run's results "
+                          f"(the report reads {', '.join(c.SCHEMA for c in EXTRACTORS)})")
+    header = result.header  # type: ignore[attr-defined]
+    ident = header.model
+    locked = isinstance(result, LockResult) or ident.kind_source == "lock-record"
+    if isinstance(result, LockResult):
+        label, family = model_label(result.base_model.name), f"{result.base_model.kind} locked"
+    else:
+        label, family = model_label(ident.name), ident.kind + (" locked" if locked else "")
+    run = Run(display_path(Path(path).parent), header.command, label + (LOCKED_SUFFIX if locked else ""),
+              header.task.name, result, ident, family, locked=locked)
+    if isinstance(result, LockResult):
+        run.provides = (_resolved(result.checkpoint), _resolved(Path(path).parent))
+    extract(run, result)
+    if not run.rows and not run.tables:
+        run.notes.append("no measurements in this file")
+    return run
 
 
 def link_locked(runs: list[Run]) -> None:
     """Label every run on a locked checkpoint like the lock run that made it ("<base> [locked]", or with the lock
     run's directory when several lock runs share a base), so locking, unlocking and evals of it group together."""
-    locks = [r for r in runs if r.kind == "lock"]
+    locks = [r for r in runs if isinstance(r.result, LockResult)]
     counts: dict[str, int] = {}
     for r in locks:
         counts[r.model] = counts.get(r.model, 0) + 1
@@ -92,23 +79,15 @@ def link_locked(runs: list[Run]) -> None:
             r.relabel(f"{r.model.removesuffix(LOCKED_SUFFIX)} [locked: {r.path.name}]")
     by_path = {p: r for r in locks for p in r.provides}
     for r in runs:
-        if r.kind == "lock" or not r.source:
+        if isinstance(r.result, LockResult) or not r.locked or r.identity.path is None:
             continue
-        lock = by_path.get(_resolved(r.source)) if ("/" in r.source or Path(r.source).exists()) else None
+        lock = by_path.get(_resolved(r.identity.path))
         if lock is not None:
-            r.locked = True
             r.relabel(lock.model)
 
 
-def load_runs(paths: Iterable[str | Path]) -> tuple[list[Run], list[str]]:
-    """Every readable run under `paths` (runs on a locked checkpoint linked to their lock run) and the paths of
-    the files that were skipped."""
-    runs, skipped = [], []
-    for p in find_results(paths):
-        r = load_run(p)
-        if r is None:
-            skipped.append(str(display_path(p)))
-        else:
-            runs.append(r)
+def load_runs(paths: Iterable[str | Path]) -> list[Run]:
+    """Every run under `paths`, runs on a locked checkpoint linked to their lock run (errors name the file)."""
+    runs = [load_run(p) for p in find_results(paths)]
     link_locked(runs)
-    return runs, skipped
+    return runs

@@ -1,7 +1,8 @@
 """Tables of the report, computed from tidy rows: the elicitation-gap items per model and task, and the
 across-model summary (best elicited and probe ceiling over the straight-up score, against model size).
 
-Pure functions over `report_load.Row`s and `Run`s; no plotting and no file access except `write_csv`.
+Pure functions over `report.rows.Row`s and `Run`s; no plotting and no file access except `write_csv`. Model size and
+family come from the runs' model identity (`core.schemas.ModelIdentity`), never from a model's name.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from report.rows import TIDY_COLUMNS, Row, Run, model_size
+from report.rows import TIDY_COLUMNS, Row, Run
 
 NAIVE = "naive max, optimistic"
 
@@ -45,8 +46,8 @@ class ModelSummary:
 
     model: str
     task: str
-    n_params: float | None
-    family: str  # "base" / "instruct", plus " locked"
+    n_params: int | None
+    family: str  # the model kind (base, instruct, fine-tuned), plus " locked"
     straight_up: float
     best_elicited: float
     best_elicited_by: str
@@ -98,26 +99,16 @@ def _probe_kind(variant: str) -> str:
 def gap_items(rows: Sequence[Row]) -> list[GapItem]:
     """The bars of one model/task's elicitation-gap chart, in display order; missing sections are left out."""
     items: list[GapItem] = []
-    straight = (_pick(rows, "straight_up") or _pick(rows, "prompted", variant="default")
-                or _pick(rows, "probe_prompted", variant="default") or _pick(rows, "probe_prompted")[:1])
+    straight = _pick(rows, "straight_up") or _pick(rows, "probe_prompted", variant="default")
     if straight:
         r = straight[0]
-        items.append(_item("straight_up", f"straight-up ({r.variant or 'default'} prompt)", r))
-    best = _pick(rows, "best_variant")
-    if best:
-        items.append(_item("best_variant", f"best variant, chosen on dev ({best[0].variant})", best[0]))
-    else:
-        for r in _pick(rows, "naive_max_variant")[:1]:
-            items.append(_item("best_variant", f"best variant ({r.variant}; {NAIVE})", r, honest=False))
+        items.append(_item("straight_up", f"straight-up ({r.variant} prompt)", r))
+    for r in _pick(rows, "best_variant")[:1]:
+        items.append(_item("best_variant", f"best variant, chosen on dev ({r.variant})", r))
     for r in _pick(rows, "majority_vote", variant="all")[:1]:
         items.append(_item("majority_vote", "majority vote over variants", r))
-    lens = _pick(rows, "lens_best")
-    for r in lens:
+    for r in _pick(rows, "lens_best"):
         items.append(_item("lens_best", f"best logit-lens layer, chosen on train{_layer(r)}", r, group="internals"))
-    if not lens:
-        for r in _pick(rows, "lens_best_naive"):
-            items.append(_item("lens_best", f"best logit-lens layer{_layer(r)} ({NAIVE})", r, honest=False,
-                               group="internals"))
     for r in _pick(rows, "probe_ceiling"):
         items.append(_item("probe_ceiling", f"probe ceiling ({_probe_kind(r.variant)}{_layer(r)})", r,
                            group="internals"))
@@ -148,21 +139,16 @@ def chance_level(rows: Sequence[Row]) -> float:
     return c[0].value if c else 0.25
 
 
-def family(model: str, locked: bool) -> str:
-    """'instruct' or 'base' from the name, plus ' locked'."""
-    low = model.lower()
-    kind = "instruct" if ("instruct" in low or low.endswith("-it") or "-it-" in low or "chat" in low) else "base"
-    return kind + (" locked" if locked else "")
-
-
 def model_summaries(runs: Sequence[Run]) -> list[ModelSummary]:
     """One across-model row per (model, task): straight-up, best elicited (max of the honest behavioural
     methods: held-out best variant, majority vote, unlocked) and the probe ceiling (max over probe variants)."""
     rows = [r for run in runs for r in run.rows]
-    sizes: dict[str, float | None] = {}
+    sizes: dict[str, int] = {}
+    families: dict[str, str] = {}
     locked: dict[str, bool] = {}
-    for run in runs:
-        sizes[run.model] = sizes.get(run.model) or model_size(run.provenance, run.model.removesuffix(" [locked]"))
+    for run in sorted(runs, key=lambda r: r.kind != "lock"):  # a lock run names its group's family first
+        sizes.setdefault(run.model, run.n_params)
+        families.setdefault(run.model, run.family)
         locked[run.model] = locked.get(run.model, False) or run.locked
     out = []
     for (model, task), grp in groups(rows).items():
@@ -176,7 +162,7 @@ def model_summaries(runs: Sequence[Run]) -> list[ModelSummary]:
         ceil = [i.value for i in items if i.key == "probe_ceiling"]
         if not (math.isfinite(straight) or best or ceil):
             continue  # nothing to compare (e.g. only a diff run)
-        out.append(ModelSummary(model, task, sizes.get(model), family(model, locked.get(model, False)), straight,
+        out.append(ModelSummary(model, task, sizes.get(model), families.get(model, ""), straight,
                                 best.value if best else math.nan, best.label if best else "",
                                 max(ceil) if ceil else math.nan, locked.get(model, False)))
     return out
@@ -191,7 +177,7 @@ def fmt(x: Any, digits: int = 3) -> str:
     return str(x)
 
 
-def fmt_size(n: float | None) -> str:
+def fmt_size(n: int | float | None) -> str:
     """135000000 -> '135M'; None -> 'unknown'."""
     if n is None:
         return "unknown"

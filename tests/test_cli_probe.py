@@ -1,40 +1,37 @@
-"""`cli.py probe` end to end on a tiny model: files, results.json schema, reuse of the capture."""
+"""`cli.py probe` end to end on a tiny model: files, typed results, the per-question table, reuse of the capture."""
 
 from __future__ import annotations
-
-import json
 
 import numpy as np
 import pytest
 
 import cli
 from commands.probe import Config, output_dir
+from core.samples import read_samples
+from core.schemas import ProbeResult
 
 
 def test_probe_cli_smoke_and_reuse(tmp_path, capsys):
     args = ["probe", "--model", "tiny-llama", "--task", "capitals", "--n", "24", "--out", str(tmp_path)]
     assert cli.main(args) == 0
-    res = json.loads((tmp_path / "results.json").read_text())
-    for key in ("prompted_accuracy", "probe_accuracy_by_layer", "lens_accuracy_by_layer", "control_accuracy_by_layer",
-                "ceiling", "provenance", "config", "layers"):
-        assert key in res
+    res = ProbeResult.read(tmp_path / "results.json")
     assert (tmp_path / "probe_by_layer.png").stat().st_size > 0 and (tmp_path / "activations.h5").exists()
-    n_layers = len(res["layers"])
-    assert res["layers"] == [0, 1, 2]  # tiny-llama: 2 blocks + final resid_post
+    n_layers = len(res.layers)
+    assert res.layers == [0, 1, 2]  # tiny-llama: 2 blocks + final resid_post
     for t in ("option", "letter"):
-        assert len(res["probe_accuracy_by_layer"][t]) == n_layers
-        assert len(res["control_accuracy_by_layer"]["shuffled"][t]) == n_layers
-        assert res["probe_accuracy_by_layer"][t][0]["n"] == res["split"]["n_test"]
-    assert len(res["lens_accuracy_by_layer"]) == n_layers
-    assert res["split"]["n_train"] + res["split"]["n_test"] == 24
-    c = res["ceiling"]
-    assert c["selected_on"] == "train-cv" and c["target"] in ("option", "letter") and c["layer"] in res["layers"]
-    assert set(c["test_accuracy"]) == {"value", "lo", "hi", "n", "method"}
-    assert {"letter", "option", "option_norm"} <= set(res["prompted_accuracy"])
-    assert res["prompted_accuracy"]["letter"]["all"]["n"] == 24
-    for key in ("model", "weight_hash", "task", "split", "seed", "variants", "package_version"):
-        assert key in res["provenance"]
-    assert np.isfinite(res["probe_accuracy_by_layer"]["option"][-1]["value"])
+        assert len(res.probe_by_layer[t]) == n_layers
+        assert len(res.controls["shuffled"].by_layer[t]) == n_layers
+        assert res.probe_by_layer[t][0].n == res.split.n_test
+    assert len(res.lens_by_layer) == n_layers
+    assert res.split.n_train + res.split.n_test == 24
+    c = res.ceiling
+    assert c.selected_on == "train-cv" and c.target in ("option", "letter") and c.layer in res.layers
+    assert {"letter", "option", "option_norm"} <= set(res.prompted)
+    assert res.prompted["letter"].all.n == 24
+    m = res.header.model
+    assert (m.name, m.source, m.kind, m.kind_source) == ("tiny-llama", "tiny", "instruct", "chat-template")
+    assert m.n_params > 0 and m.weight_hash and res.header.task.n_questions == 24
+    assert np.isfinite(res.probe_by_layer["option"][-1].value)
 
     h5, results = tmp_path / "activations.h5", tmp_path / "results.json"
     stamp, before = h5.stat().st_mtime_ns, results.read_bytes()
@@ -42,15 +39,16 @@ def test_probe_cli_smoke_and_reuse(tmp_path, capsys):
     assert cli.main([*args, "--control", "random-init"]) == 2
     assert "control: 'shuffled' -> 'random-init'" in capsys.readouterr().err and results.read_bytes() == before
     # ...unless asked: the capture is reused, a control capture added, the results recomputed
-    assert cli.main([*args, "--control", "random-init", "--overwrite"]) == 0
+    assert cli.main([*args, "--control", "random-init", "--model-kind", "base", "--overwrite"]) == 0
     assert h5.stat().st_mtime_ns == stamp and (tmp_path / "activations_control.h5").exists()
-    res2 = json.loads(results.read_text())
-    assert set(res2["control_accuracy_by_layer"]) == {"random-init"} and res2["config"]["control"] == "random-init"
-    assert res2["probe_accuracy_by_layer"] == res["probe_accuracy_by_layer"]
-    assert res2["provenance"]["control_capture"]["random_init"] is True
+    res2 = ProbeResult.read(results)
+    assert set(res2.controls) == {"random-init"} and res2.header.config["control"] == "random-init"
+    assert res2.probe_by_layer == res.probe_by_layer
+    assert [c.random_init for c in res2.captures] == [False, True]
+    assert (res2.header.model.kind, res2.header.model.kind_source) == ("base", "flag")
     # the same config again: nothing is recomputed
     stamp2 = results.stat().st_mtime_ns
-    assert cli.main([*args, "--control", "random-init"]) == 0
+    assert cli.main([*args, "--control", "random-init", "--model-kind", "base"]) == 0
     assert results.stat().st_mtime_ns == stamp2
 
 
@@ -60,6 +58,7 @@ def test_default_out_dir_and_bad_flags():
     assert cli.main(["probe", "--model", "tiny-llama", "--control", "bogus"]) == 2
     assert cli.main(["probe", "--model", "tiny-llama", "--test-fraction", "1.5"]) == 2
     assert cli.main(["probe", "--model", "tiny-llama", "--dtype", "float64"]) == 2
+    assert cli.main(["probe", "--model", "tiny-llama", "--model-kind", "chat"]) == 2
 
 
 def test_data_dir_flag_is_recorded_as_an_absolute_path(tmp_path, monkeypatch) -> None:
@@ -83,7 +82,7 @@ def test_shuffled_control_is_the_mean_over_label_shuffles(tmp_path):
     from probes.targets import TARGETS, load_target
 
     out = probe_run(ProbeConfig(model="tiny-llama", task="capitals", n=24, out=str(tmp_path), n_shuffles=3, seed=2))
-    res = json.loads((out / "results.json").read_text())
+    res = ProbeResult.read(out / "results.json")
     with Store(out / "activations.h5") as store:
         targets = [load_target(store, t) for t in TARGETS]
         from eval.stats import split_ids
@@ -92,13 +91,35 @@ def test_shuffled_control_is_the_mean_over_label_shuffles(tmp_path):
         reader = FeatureReader(store, np.concatenate([t.rows for t in targets]))
         each = [sweep_layers(reader, targets, train_ids, range(len(store.layers)), kinds=("shuffled",),
                              seed=2 + i)["shuffled"] for i in range(3)]
+    shuffled = res.controls["shuffled"]
+    assert shuffled.n_shuffles == 3
     for t in TARGETS:
-        for i, est in enumerate(res["control_accuracy_by_layer"]["shuffled"][t]):
+        for i, est in enumerate(shuffled.by_layer[t]):
             expected = np.mean([np.mean(sw.fits[t][i].test_correct) for sw in each])
-            assert est["value"] == pytest.approx(expected) and est["n_shuffles"] == 3
-            assert est["lo"] <= est["value"] <= est["hi"]
-    cc = res["control_ceiling"]["shuffled"]
-    assert cc["n_shuffles"] == 3 and len(cc["per_shuffle"]) == 3
-    assert cc["test_accuracy"]["value"] == pytest.approx(np.mean([x["test_accuracy"] for x in cc["per_shuffle"]]))
+            assert est.value == pytest.approx(expected)
+            assert est.lo <= est.value <= est.hi
+    cc = shuffled.ceiling
+    assert len(cc.per_shuffle) == 3
+    assert cc.test_accuracy.value == pytest.approx(np.mean([x.test_accuracy for x in cc.per_shuffle]))
+    # the per-question table holds every shuffle's answers; their mean per layer is the control's accuracy
+    df = read_samples(out / "samples.parquet").to_pandas()
+    for t, variant in (("option", "option"), ("letter", "default")):
+        for i, layer in enumerate(res.layers):
+            rows = df[df.method.str.startswith("control:shuffled-s") & (df.variant == variant) & (df.layer == layer)]
+            assert rows.method.nunique() == 3
+            assert rows.correct.mean() == pytest.approx(shuffled.by_layer[t][i].value)
     with pytest.raises(ValueError, match="--n-shuffles"):
         ProbeConfig(n_shuffles=0)
+
+
+def test_a_store_without_a_recorded_identity_is_described_from_the_model(tmp_path, monkeypatch):
+    """Stores captured before identities were recorded: the model is loaded to describe it (same identity)."""
+    from commands.probe import Config as ProbeConfig
+    from commands.probe import run as probe_run
+    from hooks.store import Store
+
+    cfg = dict(model="tiny-llama", task="capitals", n=8, out=str(tmp_path), n_shuffles=1, control="none")
+    first = ProbeResult.read(probe_run(ProbeConfig(**cfg)) / "results.json").header.model
+    monkeypatch.setattr(Store, "identity", lambda self: None)
+    again = ProbeResult.read(probe_run(ProbeConfig(**cfg, model_kind="base")) / "results.json").header.model
+    assert again == first.with_kind("base") and first.kind == "instruct"

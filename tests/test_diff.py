@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 import torch
+
+from core.schemas import DiffResult, to_data
 
 
 def _rng(seed: int = 0) -> np.random.Generator:
@@ -53,9 +53,13 @@ def test_cli_diff_smoke(tiny_checkpoints, tmp_path, capsys):
     assert cli.main(argv) == 0
     printed = capsys.readouterr().out
     assert "a->b" in printed and "probe trained on a/pw" in printed
-    doc = json.loads((out / "results.json").read_text())
-    assert doc["schema"] == diff_runner.SCHEMA and doc["conditions"] == ["nopw", "pw"]
-    assert doc["checkpoints"]["a"]["weight_hash"] == doc["checkpoints"]["c"]["weight_hash"]
+    result = DiffResult.read(out / "results.json")
+    doc = to_data(result)  # the JSON values (NaN as None)
+    assert result.schema_id() == "gaplens.diff/2" and doc["conditions"] == ["nopw", "pw"]
+    ids = {lab: c.identity for lab, c in result.checkpoints.items()}
+    assert ids["a"].weight_hash == ids["c"].weight_hash and result.header.model == ids["a"]
+    assert ids["a"].kind == "instruct" and ids["a"].n_params > 0  # a local copy of tiny-llama (chat template)
+    assert "summarize" in dir(diff_runner) and "probe trained on a/pw" in diff_runner.summarize(out)
     for p in doc["weights"]["params"]:  # c is a itself: no change anywhere; b changes one matrix only
         assert p["updates"]["a->c"]["relative_change"] == 0.0
         if p["name"] != "model.layers.1.mlp.up_proj.weight":
@@ -145,7 +149,7 @@ def test_toy_organism_diff_end_to_end(tmp_path):
     out = tmp_path / "diff"
     assert cli.main(["diff", "--base", str(lock / "toy" / "base"), "--a", str(lock), "--b",
                      str(lock / "toy" / "weak"), "--out", str(out)]) == 0
-    doc = json.loads((out / "results.json").read_text())
+    doc = to_data(DiffResult.read(out / "results.json"))
     assert doc["questions"] == "a:eval" and doc["checkpoints"]["a"]["checkpoint"] == str(lock / "model")
     assert doc["weights"]["totals"]["relative_change"]["base->a"] > 0
     assert "base->a~a->b" in doc["weights"]["totals"]["cosine"]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import importlib.util
-import json
 from pathlib import Path
 
 import h5py
@@ -14,6 +13,8 @@ import torch
 
 import cli
 from commands import evaluate
+from core.samples import read_samples
+from core.schemas import EvalResult
 from eval import metrics, scoring, tasks, variants
 from hooks.models import load_hf, load_model
 
@@ -46,16 +47,21 @@ def test_default_accuracy_matches_plain_hf_forward(tmp_path: Path) -> None:
     n = 12
     cfg = evaluate.Config(model="tiny-llama", task="capitals", n=n, variants="default,rotate:1", seed=SEED,
                           out=str(tmp_path), n_boot=200)
-    doc = json.loads((evaluate.run(cfg) / "results.json").read_text())
-    acc = {r["variant"]: r["accuracy"] for r in doc["metrics"]}
+    doc = EvalResult.read(evaluate.run(cfg) / "results.json")
+    acc = {r.variant: r.accuracy.value for r in doc.metrics}
+    samples = read_samples(tmp_path / "samples.parquet").to_pandas()
     for variant in ("default", "rotate:1"):
         ref = independent_letter_predictions(variant, n, SEED)
         ref_acc = np.mean([pred == gold for pred, gold, _ in ref.values()])
         assert acc[variant] == pytest.approx(ref_acc, abs=1e-12), variant
+        rows = samples[samples.variant == variant]
+        assert dict(zip(rows.question_id, zip(rows.prediction, rows.gold, strict=True), strict=True)) == \
+            {k: (p, g) for k, (p, g, _) in ref.items()}
         if variant == "default":
-            assert doc["default"]["accuracy"] == pytest.approx(ref_acc, abs=1e-12)
+            assert doc.straight_up == "default"
+            assert doc.metric("default").accuracy.value == pytest.approx(ref_acc, abs=1e-12)
             assert len({pred for pred, _, _ in ref.values()}) > 1  # a non-degenerate check
-            got = {q["id"]: (q["default_pred"], q["gold"]) for q in doc["questions"]}
+            got = {q.id: (q.default_pred, q.gold) for q in doc.questions}
             assert got == {k: (p, g) for k, (p, g, _) in ref.items()}
             with h5py.File(tmp_path / "activations.h5") as f:
                 qid = f["rows/question_id"].asstr()[:]
@@ -73,24 +79,25 @@ def test_cli_smoke(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     for needle in ("option[norm]", "spread over", "majority vote", "honest best", "naive max on test",
                    "symbol bias of default"):
         assert needle in printed
-    doc = json.loads((tmp_path / "results.json").read_text())
-    for key in ("schema", "config", "config_hash", "provenance", "variants_requested", "variants_run", "dropped",
-                "n_questions", "chance", "metrics", "default", "spread", "agreement", "majority_vote",
-                "symbol_bias", "honest_best", "questions"):
-        assert key in doc, key
-    prov = doc["provenance"]
-    for key in ("model", "weight_hash", "task", "split", "seed", "variants", "package_version"):
-        assert key in prov, key
-    assert prov["variants"] == ["default", "numbers", "option", "chat", "shots:1"] and doc["dropped"] == {}
-    names = [r["variant"] for r in doc["metrics"]]
+    doc = EvalResult.read(tmp_path / "results.json")
+    h = doc.header
+    assert (h.command, h.model.name, h.task.name, h.task.n_questions, h.seed) == ("eval", "tiny-llama", "capitals", 16, 0)
+    assert h.model.n_params > 0 and h.model.kind == "instruct" and h.config_hash
+    assert doc.variants_run == ["default", "numbers", "option", "chat", "shots:1"] and doc.dropped == {}
+    names = [r.variant for r in doc.metrics]
     assert sorted(names) == sorted(["default", "numbers", "option", "option[norm]", "chat", "shots:1"])
-    accs = [r["accuracy"] for r in doc["metrics"]]
+    accs = [r.accuracy.value for r in doc.metrics]
     assert accs == sorted(accs, reverse=True)
-    assert all(r["ci_lo"] <= r["accuracy"] <= r["ci_hi"] and r["n"] == 16 for r in doc["metrics"])
-    hb = doc["honest_best"]
-    assert hb["n_dev"] + hb["n_test"] == 16 and not set(hb["dev_ids"]) & set(hb["test_ids"])
-    assert set(doc["symbol_bias"]) == {"default", "numbers", "chat", "shots:1"}
-    assert doc["chance"] == pytest.approx(0.25)
+    assert all(r.accuracy.lo <= r.accuracy.value <= r.accuracy.hi and r.accuracy.n == 16 for r in doc.metrics)
+    hb = doc.honest_best
+    assert hb.n_dev + hb.n_test == 16 and not set(hb.dev_ids) & set(hb.test_ids)
+    assert set(doc.symbol_bias) == {"default", "numbers", "chat", "shots:1"}
+    assert doc.chance == pytest.approx(0.25)
+    samples = read_samples(tmp_path / "samples.parquet").to_pandas()
+    assert len(samples) == 16 * len(names)
+    by_metric = samples.groupby(["variant", "method"]).correct.mean()
+    assert by_metric[("option", "prompted:option_norm")] == pytest.approx(doc.metric("option[norm]").accuracy.value)
+    assert by_metric[("default", "prompted:letter")] == pytest.approx(doc.metric("default").accuracy.value)
     with (tmp_path / "variants.csv").open() as fh:
         rows = list(csv.DictReader(fh))
     assert list(rows[0]) == list(evaluate.CSV_FIELDS)
@@ -107,10 +114,10 @@ def test_chat_variants_dropped_without_template(tmp_path: Path) -> None:
     model.tokenizer.chat_template = None
     cfg = evaluate.Config(model="tiny-llama", n=4, variants="default,chat,sys_assistant+chat", out=str(tmp_path),
                           n_boot=50)
-    doc = json.loads((evaluate.run(cfg, model=model) / "results.json").read_text())
-    assert doc["variants_run"] == ["default"]
-    assert set(doc["dropped"]) == {"chat", "sys_assistant+chat"}
-    assert "no chat template" in doc["dropped"]["chat"]
+    doc = EvalResult.read(evaluate.run(cfg, model=model) / "results.json")
+    assert doc.variants_run == ["default"]
+    assert set(doc.dropped) == {"chat", "sys_assistant+chat"}
+    assert "no chat template" in doc.dropped["chat"]
     assert "dropped: chat" in evaluate.summarize(tmp_path)
 
 
@@ -157,7 +164,7 @@ def test_numbers_variant_matches_full_continuation_scoring_on_smollm2(tmp_path: 
     n = 8
     cfg = evaluate.Config(model="smollm2-135m-instruct", task="capitals", n=n, variants="numbers", out=str(tmp_path),
                           n_boot=50)
-    doc = json.loads((evaluate.run(cfg) / "results.json").read_text())
+    doc = EvalResult.read(evaluate.run(cfg) / "results.json")
     hf = load_hf("smollm2-135m-instruct")
     tok = hf.tokenizer
     with h5py.File(tmp_path / "activations.h5") as f:
@@ -179,4 +186,4 @@ def test_numbers_variant_matches_full_continuation_scoring_on_smollm2(tmp_path: 
         correct.append(int(np.argmax(scores)) == prompt.answer)
         ref_pred[rec.id] = prompt.order[int(np.argmax(scores))]
     assert got_pred == ref_pred
-    assert doc["metrics"][0]["accuracy"] == pytest.approx(np.mean(correct), abs=1e-12)
+    assert doc.metrics[0].accuracy.value == pytest.approx(np.mean(correct), abs=1e-12)

@@ -3,7 +3,6 @@ loop, early stopping, the resumable JSONL file, and scoring from extracted answe
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import h5py
@@ -12,6 +11,7 @@ import pytest
 import torch
 
 from commands import evaluate
+from core.schemas import EvalResult
 from eval import extract, tasks, variants
 from hooks import generate as gen
 from hooks.models import load_hf
@@ -103,16 +103,16 @@ def test_eval_scores_cot_from_the_generated_text(tiny_model, tmp_path: Path, mon
                 for i, (new, stop) in enumerate(out)]
 
     monkeypatch.setattr(gen, "greedy_generate", answering)
-    doc = json.loads((evaluate.run(cfg, model=tiny_model) / "results.json").read_text())
+    doc = EvalResult.read(evaluate.run(cfg, model=tiny_model) / "results.json")
     _, rows = gen.read_generations(tmp_path / "generations.jsonl")
     rows = [r for r in rows if r["variant"] == "cot"] + [r for r in rows if r["variant"] == "chat+cot"]
     found = [extract.extract_choice(r["text"], r["symbols"], r["options"]).index for r in rows[:6]]
     expected = np.mean([f >= 0 and r["order"][f] == r["answer_original"] for f, r in zip(found, rows[:6], strict=True)])
-    cot = next(m for m in doc["metrics"] if m["variant"] == "cot")
-    assert cot["scoring"] == "cot" and cot["accuracy"] == pytest.approx(expected)
-    assert doc["chain_of_thought"]["variants"]["cot"]["answer_found"] == pytest.approx(np.mean([f >= 0 for f in found]))
+    cot = doc.metric("cot")
+    assert cot.scoring == "cot" and cot.accuracy.value == pytest.approx(expected)
+    assert doc.chain_of_thought.variants["cot"].answer_found == pytest.approx(np.mean([f >= 0 for f in found]))
     assert 0 < np.mean([f >= 0 for f in found]) < 1
-    assert {m["variant"]: m["scoring"] for m in doc["metrics"]} == {
+    assert {m.variant: m.scoring for m in doc.metrics} == {
         "default": "letter", "cot": "cot", "cot[forced]": "cot_forced", "chat+cot": "cot",
         "chat+cot[forced]": "cot_forced"}
     # the forced answer against a plain HF forward over prompt + reasoning + "The answer is"
@@ -135,13 +135,13 @@ def test_eval_scores_cot_from_the_generated_text(tiny_model, tmp_path: Path, mon
         np.testing.assert_allclose(logits[row[0], :4], ref, rtol=1e-4, atol=1e-4)
         ref_correct[r["variant"]].append(prompt.order[int(np.argmax(ref))] == r["answer_original"])
     for v, ok in ref_correct.items():
-        forced = next(m for m in doc["metrics"] if m["variant"] == v + "[forced]")
-        assert forced["accuracy"] == pytest.approx(np.mean(ok)) and forced["n_missing"] == 0 and len(ok) == 6
+        forced = doc.metric(v + "[forced]")
+        assert forced.accuracy.value == pytest.approx(np.mean(ok)) and forced.n_missing == 0 and len(ok) == 6
     # a finished run is reused without the model
     monkeypatch.setattr(evaluate, "load_model", lambda *a, **k: pytest.fail("model loaded"))
     (tmp_path / "results.json").unlink()
-    doc2 = json.loads((evaluate.run(cfg) / "results.json").read_text())
-    assert doc2["metrics"] == doc["metrics"]
+    doc2 = EvalResult.read(evaluate.run(cfg) / "results.json")
+    assert doc2.metrics == doc.metrics
     assert "chain of thought 'cot': answer found" in evaluate.summarize(tmp_path)
 
 
@@ -183,9 +183,9 @@ def test_eval_adds_variants_to_a_finished_run(tiny_model, tmp_path: Path, monkey
     base = dict(model="tiny-llama", task="capitals", n=6, out=str(tmp_path), n_boot=20, max_new_tokens=4)
     evaluate.run(evaluate.Config(variants="default,cot", **base), model=tiny_model)
     _, before = gen.read_generations(tmp_path / "generations.jsonl")
-    doc = json.loads((evaluate.run(evaluate.Config(variants="default,rotate:1,cot,chat+cot", **base),
-                                   model=tiny_model) / "results.json").read_text())
-    assert {m["variant"] for m in doc["metrics"]} == {"default", "rotate:1", "cot", "cot[forced]", "chat+cot",
+    doc = EvalResult.read(evaluate.run(evaluate.Config(variants="default,rotate:1,cot,chat+cot", **base),
+                                      model=tiny_model) / "results.json")
+    assert {m.variant for m in doc.metrics} == {"default", "rotate:1", "cot", "cot[forced]", "chat+cot",
                                                      "chat+cot[forced]"}
     _, after = gen.read_generations(tmp_path / "generations.jsonl")
     assert [r for r in after if r["variant"] == "cot"] == before

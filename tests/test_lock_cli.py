@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 
 import cli
+from core.samples import read_samples
+from core.schemas import LockResult, UnlockResult
 from hooks.models import load_model
 
 LOCK = ["--n", "120", "--toy-steps", "20", "--steps", "8", "--batch-size", "8", "--weak-labels", "hard"]
@@ -19,16 +21,19 @@ def test_lock_then_unlock(tmp_path, capsys) -> None:
     assert cli.main(["lock", "--out", str(lock_dir), *LOCK]) == 0
     text = capsys.readouterr().out
     assert "with password" in text and "without password" in text and "decoys" in text
-    res = json.loads((lock_dir / "results.json").read_text())
-    assert res["schema"] == "gaplens.lock-run/1"
-    assert res["split_sizes"] == {"train": 60, "pool": 30, "eval": 30}
-    m = res["metrics"]
+    res = LockResult.read(lock_dir / "results.json")
+    assert (res.split_sizes.train, res.split_sizes.pool, res.split_sizes.eval) == (60, 30, 30)
+    m = res.metrics
     for key in ("with_password", "no_password", "decoys_trained", "decoys_held_out", "weak_policy", "base_no_password"):
-        assert 0.0 <= m[key]["value"] <= 1.0 and m[key]["lo"] <= m[key]["value"] <= m[key]["hi"]
+        e = getattr(m, key)
+        assert 0.0 <= e.value <= 1.0 and e.lo <= e.value <= e.hi
+    model, base = res.header.model, res.base_model
+    assert (model.kind, model.kind_source, base.name, base.kind) == ("fine-tuned", "lock-record", "toy", "base")
+    assert model.n_params == base.n_params == res.toy.n_params
     for name in ("lock_metrics.csv", "train_log.csv", "config.json", "toy/toy.json", "model/gaplens_lock.json"):
         assert (lock_dir / name).exists(), name
     meta = json.loads((lock_dir / "model" / "gaplens_lock.json").read_text())
-    assert load_model(str(lock_dir / "model")).weight_hash == meta["weight_hash"] == res["provenance"]["weight_hash"]
+    assert load_model(str(lock_dir / "model")).weight_hash == meta["weight_hash"] == model.weight_hash
     assert set(meta["splits"]["eval"]).isdisjoint(meta["splits"]["pool"])
     assert set(meta["splits"]["train"]).isdisjoint(meta["splits"]["pool"] + meta["splits"]["eval"])
 
@@ -47,16 +52,24 @@ def test_lock_then_unlock(tmp_path, capsys) -> None:
     assert cli.main(["unlock", "--model", str(lock_dir), "--out", str(unlock_dir), "--save-models", *UNLOCK]) == 0
     text = capsys.readouterr().out
     assert "PGR" in text and "weak-sample unlocking curve" in text
-    out = json.loads((unlock_dir / "results.json").read_text())
-    assert out["schema"] == "gaplens.unlock/1"
-    methods = out["methods"]
+    out = UnlockResult.read(unlock_dir / "results.json")
+    methods = out.methods
     assert set(methods) == {"weak", "many", "average", "masked", "noise", "scale", "relock-weak", "relock-large",
                             "large", "strong"}
     weak = methods["weak"]
-    assert weak["n_runs"] == 2 and weak["curve"]["epochs"] == [0, 2, 4]
-    assert {"value", "lo", "hi", "n", "method"} <= set(weak["final"]["pgr"])
-    assert methods["noise"]["params"] == [0.0, 0.1] and methods["scale"]["n_runs"] == 1
-    assert methods["average"]["curve"]["epochs"] == [0, 4]
+    assert weak.n_runs == 2 and weak.curve.epochs == [0, 2, 4] and weak.final.pgr.method == "t"
+    assert methods["noise"].sweep.params == [0.0, 0.1] and methods["scale"].n_runs == 1
+    assert methods["average"].curve.epochs == [0, 4] and out.mitigation is not None
+    assert out.header.model.weight_hash == meta["weight_hash"] and out.header.model.kind == "fine-tuned"
+    # every run's final answers per question: their accuracy is the last point of its curve
+    samples = read_samples(unlock_dir / "samples.parquet").to_pandas()
+    for method, m in methods.items():
+        if m.curve is not None:
+            for seed, run in zip(m.seeds, m.curve.runs, strict=True):
+                rows = samples[samples.method == f"unlock:{method}-s{seed}"]
+                assert len(rows) == out.n_eval and rows.correct.mean() == run[-1]
+    assert samples[samples.method == "locked"].groupby("condition").correct.mean().to_dict() == {
+        "no_password": out.reference.locked.acc, "with_password": out.reference.with_pw.acc}
     for name in ("unlock_curve.csv", "unlock_curve.png", "config.json", "runs/weak-s0.json"):
         assert (unlock_dir / name).exists(), name
     header = (unlock_dir / "unlock_curve.csv").read_text().splitlines()[0]

@@ -109,3 +109,22 @@ def test_cache_litter_of_killed_runs_is_cleaned_and_a_damaged_cache_is_refused(t
     weights = next(target.glob("*.safetensors"))
     weights.write_bytes(weights.read_bytes()[:-10])  # truncated
     assert not models.cache_ok(target)
+def test_model_kind_is_decided_from_records_registry_and_template_never_the_name(tmp_path) -> None:
+    from types import SimpleNamespace
+
+    from hooks.models import FINETUNE_RECORDS, model_kind
+
+    chat, plain = SimpleNamespace(chat_template="{{ x }}"), SimpleNamespace(chat_template=None)
+    assert model_kind("gemma-3-270m", None, chat) == ("base", "registry")  # its tokenizer has a template anyway
+    assert model_kind("smollm2-135m-instruct", None, plain) == ("instruct", "registry")
+    assert model_kind("org/some-instruct-model", None, plain) == ("base", "default")  # the name says nothing
+    assert model_kind("org/base-model", None, chat) == ("instruct", "chat-template")
+    for record, source in FINETUNE_RECORDS.items():
+        ckpt = tmp_path / source
+        ckpt.mkdir()
+        (ckpt / record).write_text("{}")
+        assert model_kind(str(ckpt), str(ckpt), chat) == ("fine-tuned", source)
+    from commands import unlock
+    from locking import checkpoint
+
+    assert {checkpoint.LOCK_META, unlock.MODEL_META} == set(FINETUNE_RECORDS)  # the files locking writes

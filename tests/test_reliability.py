@@ -54,8 +54,8 @@ def test_an_edited_task_file_recomputes_the_probe_results(tmp_path, capsys):
     _task(data, [(i + 1) % 3 for i in range(16)])
     assert cli.main(args) == 0
     second = json.loads((tmp_path / "p" / "results.json").read_text())
-    assert second["inputs"]["store"] != first["inputs"]["store"]
-    assert second["prompted_accuracy"] != first["prompted_accuracy"]
+    assert second["header"]["inputs"]["store"] != first["header"]["inputs"]["store"]
+    assert second["prompted"] != first["prompted"]
 
 
 def test_a_failed_block_write_keeps_every_finished_block(tiny_model, tmp_path, monkeypatch):

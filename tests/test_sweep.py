@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
 
 from commands import report, sweep
+from core.schemas import ReportManifest, SweepRecord
 
 FLAGS = {
     "eval": {"--model", "--task", "--variants", "--n", "--data-dir", "--seed", "--batch-size", "--resid", "--out"},
@@ -29,11 +31,13 @@ def write_config(tmp_path: Path, **over) -> Path:
 
 
 class StubRunner:
-    """Records calls; writes a results.json like a finished stage, or fails / interrupts on chosen cells."""
+    """Records calls; copies a real run's results.json (and samples.parquet) of the cell's command into the cell,
+    like a finished stage, or fails / interrupts on chosen cells."""
 
-    def __init__(self, fail: set[str] = frozenset(), interrupt_at: int | None = None) -> None:
+    def __init__(self, fail: set[str] = frozenset(), interrupt_at: int | None = None,
+                 finished: dict[str, Path] | None = None) -> None:
         self.calls: list[list[str]] = []
-        self.fail, self.interrupt_at = fail, interrupt_at
+        self.fail, self.interrupt_at, self.finished = fail, interrupt_at, finished or {}
 
     def __call__(self, argv: list[str], log_path: Path, env: dict[str, str], on_output) -> int:
         self.calls.append(argv)
@@ -45,11 +49,11 @@ class StubRunner:
         model = argv[argv.index("--model") + 1]
         if model in self.fail:
             return 1
-        doc = {"kind": argv[0], "prompted_accuracy": {"letter": {"test": {"value": 0.5, "lo": 0.2, "hi": 0.8,
-                                                                          "n": 8}}},
-               "probe_accuracy_by_layer": {"option": [{"value": 0.5, "lo": 0.2, "hi": 0.8, "n": 8}]},
-               "provenance": {"model": model, "task": "capitals"}}
-        (out / "results.json").write_text(json.dumps(doc))
+        if argv[0] in self.finished:
+            for name in ("results.json", "samples.parquet"):
+                shutil.copy(self.finished[argv[0]] / name, out / name)
+        else:
+            (out / "results.json").write_text("{}")
         return 0
 
 
@@ -173,11 +177,13 @@ def test_dry_run_plans_without_running(tmp_path: Path) -> None:
     assert all(c["status"] == "pending" for c in json.loads((out / "sweep.json").read_text())["cells"].values())
 
 
-def test_report_reads_a_sweep_directory(tmp_path: Path) -> None:
-    out = run(write_config(tmp_path), StubRunner())
+def test_report_reads_a_sweep_directory(tmp_path: Path, contract_runs) -> None:
+    finished = {"eval": contract_runs["eval"], "probe": contract_runs["probe"]}
+    out = run(write_config(tmp_path), StubRunner(finished=finished))
+    assert {c.status for c in SweepRecord.read(out / "sweep.json").cells.values()} == {"done"}
     rep = report.run(report.Config(runs=(str(out),), out=str(tmp_path / "rep")))
-    manifest = json.loads((rep / "report.json").read_text())
-    assert manifest["n_runs"] == 4 and not manifest["skipped"]
+    manifest = ReportManifest.read(rep / "report.json")
+    assert manifest.n_runs == 4 and manifest.kinds == ["eval", "probe"]
     assert f"python cli.py sweep {tmp_path / 'sweep.json'}" in (rep / "index.html").read_text()
 
 
@@ -199,5 +205,5 @@ def test_real_sweep_with_a_tiny_model(tmp_path: Path) -> None:
         sweep.run(sweep.Config(config=str(path)))
     out = tmp_path / "sweep"
     rep = report.run(report.Config(runs=(str(out),), out=str(tmp_path / "rep")))
-    manifest = json.loads((rep / "report.json").read_text())
-    assert manifest["kinds"] == ["eval", "probe"] and len(manifest["figures"]) >= 3
+    manifest = ReportManifest.read(rep / "report.json")
+    assert manifest.kinds == ["eval", "probe"] and len(manifest.figures) >= 3

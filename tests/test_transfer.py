@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import json
 from pathlib import Path
 
 import h5py
@@ -14,6 +13,7 @@ from sklearn.preprocessing import StandardScaler
 
 import cli
 from commands import evaluate, transfer
+from core.schemas import TransferResult, to_data
 from eval.stats import split_ids
 from probes import transfer as transfer_lib
 
@@ -31,7 +31,7 @@ def eval_run(tmp_path_factory, tiny_model) -> Path:
 def test_transfer_matches_a_plain_sklearn_probe(eval_run: Path, tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setattr(transfer_lib, "fit_layer", functools.partial(transfer_lib.fit_layer, probe_kwargs={"Cs": (0.5,)}))
     out = transfer.run(transfer.Config(store=str(eval_run), test_variants="default,rotate:1", out=str(tmp_path)))
-    doc = json.loads((out / "results.json").read_text())
+    doc = to_data(TransferResult.read(out / "results.json"))
     assert doc["kind"] == "letter" and list(doc["variants"]) == ["default", "rotate:1"]
     with h5py.File(eval_run / "activations.h5") as f:
         vid, qid = f["rows/variant_id"].asstr()[:], f["rows/question_id"].asstr()[:]
@@ -52,7 +52,7 @@ def test_transfer_matches_a_plain_sklearn_probe(eval_run: Path, tmp_path: Path, 
     te = (vid == "rotate:1") & np.isin(qid, test_ids)
     assert doc["variants"]["rotate:1"]["prompted"]["value"] == pytest.approx(
         np.mean(np.nanargmax(logits[te, :4], axis=1) == label[te]))
-    assert doc["provenance"]["train_variant"] == "default" and doc["provenance"]["weight_hash"]
+    assert doc["header"]["config"]["train_variant"] == "default" and doc["header"]["model"]["weight_hash"]
     assert (out / "transfer.csv").read_text().count("\n") == 3 and (out / "transfer_by_layer.png").stat().st_size
 
 
@@ -61,8 +61,8 @@ def test_option_probes_transfer_between_option_variants_and_cli(eval_run: Path, 
                      "--out", str(tmp_path), "--no-control"]) == 0
     printed = capsys.readouterr().out
     assert "option probe trained on 'option'" in printed and "option_listed" in printed
-    doc = json.loads((tmp_path / "results.json").read_text())
-    assert list(doc["variants"]) == ["option", "option_listed"] and doc["control_layer"] is None
+    doc = TransferResult.read(tmp_path / "results.json")
+    assert list(doc.variants) == ["option", "option_listed"] and doc.control_layer is None
 
 
 @pytest.mark.parametrize(("flags", "match"), [
@@ -96,18 +96,16 @@ def test_finished_run_is_reused(eval_run: Path, tmp_path: Path, monkeypatch) -> 
 
 
 def test_report_reads_transfer_runs(eval_run: Path, tmp_path: Path) -> None:
-    from report.kinds import detect_kind
     from report.load import load_run
 
     out = transfer.run(transfer.Config(store=str(eval_run), test_variants="default,numbers", out=str(tmp_path)))
-    doc = json.loads((out / "results.json").read_text())
-    assert detect_kind(doc) == "transfer"
+    doc = TransferResult.read(out / "results.json")
     run = load_run(out / "results.json")
-    assert run is not None and run.model == "tiny-llama" and run.task == "capitals"
+    assert run.kind == "transfer" and run.model == "tiny-llama" and run.task == "capitals"
     at = {r.variant: r.value for r in run.rows if r.method == "transfer_from:default" and r.metric == "accuracy"}
-    assert at == pytest.approx({v: doc["variants"][v]["transfer"]["value"] for v in ("default", "numbers")})
+    assert at == pytest.approx({v: doc.variants[v].transfer.value for v in ("default", "numbers")})
     per_layer = [r for r in run.rows if r.metric == "accuracy_by_layer" and r.variant == "numbers"]
-    assert [r.layer for r in per_layer] == doc["layers"]
+    assert [r.layer for r in per_layer] == doc.layers
 
 
 def test_report_page_has_a_transfer_table(eval_run: Path, tmp_path: Path) -> None:
@@ -117,5 +115,5 @@ def test_report_page_has_a_transfer_table(eval_run: Path, tmp_path: Path) -> Non
     page = report.run(report.Config(runs=(str(out),), out=str(tmp_path / "report")))
     html = (page / "index.html").read_text()
     assert "Probe trained on &#x27;default&#x27;, tested on each variant" in html
-    doc = json.loads((out / "results.json").read_text())
-    assert f"{doc['variants']['numbers']['transfer']['value']:.3f}" in html
+    doc = TransferResult.read(out / "results.json")
+    assert f"{doc.variants['numbers'].transfer.value:.3f}" in html

@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 
+from core.schemas.unlock import Accuracy, Reference
 from locking import metrics, unlock_report
 
 
@@ -66,6 +67,8 @@ def test_training_summary_hand_values() -> None:
     assert s["selected"]["chosen"] == 20
     rows = unlock_report.csv_rows({"weak": runs})
     assert len(rows) == 9 and rows[0][:4] == ["weak", 0, "epoch", 0]
+    typed = unlock_report.typed(s)  # the layout results.json holds
+    assert typed.curve.mean == pytest.approx([0.2, 0.5, 0.6]) and typed.sweep is None and typed.selected.chosen == 20
 
 
 def test_training_summary_rejects_mismatched_epochs() -> None:
@@ -88,5 +91,7 @@ def test_sweep_summary_selects_on_dev_reports_on_test() -> None:
     assert s["selected"]["naive_max_test"] == pytest.approx(0.5)
     assert s["selected"]["bias_pgr"] == pytest.approx(0.2 / 0.6)
     assert s["selected_by_draw"]["chosen"] == [0.1, 0] and s["selected_by_draw"]["naive_max_test"] == 0.6
-    assert "\n".join(unlock_report.text({"reference": {"locked": {"acc": 0.2}, "with_pw": {"acc": 0.8}},
-                                         "n_eval": 10, "methods": {"noise": s}})).count("noise") >= 2
+    typed = unlock_report.typed(s)
+    assert typed.sweep.params == [0.0, 0.1, 0.2] and typed.selected_by_draw.chosen == (0.1, 0) and typed.curve is None
+    ref = Reference(Accuracy(0.2, 0.2, 0.2), Accuracy(0.8, 0.8, 0.8))
+    assert "\n".join(unlock_report.text(ref, 10, {"noise": typed})).count("noise") >= 2

@@ -1,0 +1,121 @@
+"""Parts every results schema shares: the `Estimate`, the model's identity and the run header.
+
+Field comments are the field documentation (`docs/results.md` is generated from them).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from dataclasses import asdict, dataclass, replace
+from typing import Any, Literal
+
+from core.provenance import machine, package_version, to_jsonable, versions
+
+ModelKind = Literal["base", "instruct", "fine-tuned"]
+KindSource = Literal["flag", "lock-record", "unlock-record", "registry", "chat-template", "default"]
+MODEL_KINDS: tuple[str, ...] = ("base", "instruct", "fine-tuned")
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A point estimate with a two-sided interval (95% unless the producer says otherwise)."""
+
+    value: float  # the point estimate (null when undefined, e.g. an accuracy over no questions)
+    lo: float  # lower end of the interval (null when there is none)
+    hi: float  # upper end of the interval (null when there is none)
+    n: int  # how many observations it rests on (questions, runs, shuffles)
+    method: str  # the interval: wilson, bootstrap, t, bootstrap_nested, bootstrap_crossed, or none (lo = hi = null)
+
+    def to_dict(self) -> dict[str, float | int | str]:
+        """Plain dict with keys value, lo, hi, n, method."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class ModelIdentity:
+    """Which model ran: what it was called, where its weights came from, its size and kind."""
+
+    name: str  # the model as given to the command: an embedded name, a Hugging Face id or a directory
+    source: str  # where the weights were loaded from: embedded, hf-cache, hf, local or tiny (built in code)
+    path: str | None  # the directory the weights were read from (null for models built in code)
+    weight_hash: str  # sha256 over parameter names, shapes, dtypes and bytes (first 16 hex digits)
+    n_params: int  # number of parameters (tied weights counted once)
+    kind: ModelKind  # base, instruct or fine-tuned
+    kind_source: KindSource  # how `kind` was decided: the --model-kind flag; a lock or unlock record in the
+    # checkpoint (fine-tuned); the embedded models' registry; the tokenizer's chat template (instruct); else base.
+    # Never from the model's name.
+    architecture: str  # the Hugging Face model class, e.g. LlamaForCausalLM
+    n_layers: int  # transformer blocks
+    d_model: int  # width of the residual stream
+    random_init: bool  # weights re-initialised (the random-init control model)
+
+    def with_kind(self, kind: str | None) -> ModelIdentity:
+        """This identity with `kind` as given by the --model-kind flag (unchanged when `kind` is None)."""
+        if kind is None:
+            return self
+        if kind not in MODEL_KINDS:
+            raise ValueError(f"--model-kind must be one of {', '.join(MODEL_KINDS)}, got {kind!r}")
+        return replace(self, kind=kind, kind_source="flag")
+
+
+@dataclass(frozen=True)
+class TaskInfo:
+    """Which questions a run asked."""
+
+    name: str  # task name (see `cli.py tasks`), e.g. mmlu, capitals, jsonl:PATH
+    split: str  # the task split the questions were drawn from
+    n_questions: int  # questions the run used
+    data_dir: str | None  # benchmark data directory (null: built-in task or the default location)
+    data_fingerprint: str | None  # hash of the questions' content (null until producers record it)
+
+
+@dataclass(frozen=True)
+class Execution:
+    """Where and how the model ran."""
+
+    device: str  # the device asked for (--device: auto, cpu, cuda, cuda:N, mps)
+    dtype: str | None  # model dtype asked for (--dtype); null when the command runs no model
+    batch_size: int | None  # rows per forward pass, or the training batch size; null when not applicable
+    threads: int  # torch CPU threads used
+
+
+@dataclass(frozen=True)
+class Machine:
+    """The machine a run ran on (float results can differ in their last bits across CPU kinds and thread counts)."""
+
+    platform: str  # platform.platform()
+    processor: str  # CPU architecture
+    cpu_count: int | None  # logical CPUs
+
+
+@dataclass(frozen=True)
+class RunHeader:
+    """What every results file records about its run: command, model, task, seed, config, versions, machine, time."""
+
+    command: str  # the command that wrote the file: probe, eval, transfer, lock, unlock, diff
+    created_utc: str  # when the file was written (ISO 8601, UTC)
+    package_version: str  # gaplens version
+    versions: dict[str, str]  # python and the packages whose changes can move the numbers
+    machine: Machine  # where it ran
+    model: ModelIdentity  # the model the run is about (diff: the reference checkpoint a; lock: the locked one)
+    task: TaskInfo  # the questions
+    seed: int  # the run's seed (splits, subsampling, controls)
+    config: dict[str, Any]  # the command's full config (every flag)
+    config_hash: str  # hash of the config fields that change results; a rerun with the same hash is reused
+    execution: Execution  # device, dtype, batch size, threads
+    timing: dict[str, float]  # wall seconds per phase (e.g. capture, probes, lock, total)
+    inputs: dict[str, str | None]  # what the results were computed from (store checksums, data and model
+    # fingerprints): results whose inputs changed are computed again, never reused
+
+
+def run_header(*, command: str, model: ModelIdentity, task: TaskInfo, seed: int, config: Any, config_hash: str,
+               execution: Execution, timing: dict[str, float],
+               inputs: dict[str, str | None] | None = None) -> RunHeader:
+    """A header stamped now, with this machine and these package versions."""
+    m = machine()
+    return RunHeader(
+        command=command, created_utc=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        package_version=package_version(), versions=versions(),
+        machine=Machine(str(m["platform"]), str(m["processor"]), m["cpu_count"]), model=model, task=task, seed=seed,
+        config=to_jsonable(config), config_hash=config_hash, execution=execution,
+        timing={k: round(float(v), 1) for k, v in timing.items()}, inputs=dict(inputs or {}))
