@@ -40,6 +40,7 @@ from core.config import (
     opt,
     resolve_threads,
 )
+from core.io import read_json, write_csv, write_json, write_jsonl
 from core.provenance import config_hash, stamp, to_jsonable
 from core.rundir import run_directory
 from core.samples import SampleTable, write_samples
@@ -52,7 +53,6 @@ from eval.variants import parse as parse_variant
 from hooks.models import identity, load_hf, weight_hash
 from locking import checkpoint, data, evalset, password, policies, toy, toy_pretrain
 from locking import lock_report as report
-from locking.io import read_json, write_csv, write_json, write_jsonl
 from locking.train import FINETUNE_METHODS, LOSSES, Checkpointing, TrainParams, prepare, train, unwrap
 
 log = logging.getLogger(__name__)

@@ -21,12 +21,12 @@ from __future__ import annotations
 import datetime as _dt
 import logging
 import math
-import os
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from core.io import write_text
 from core.provenance import package_version, to_jsonable
 from core.schemas import ReportManifest, SweepRecord
 from core.schemas.records import SummaryRow
@@ -238,9 +238,7 @@ def run(cfg: Config) -> Path:
 
 
 def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    write_text(path, text)
 
 
 def summarize(out_dir: Path) -> str:

@@ -37,6 +37,7 @@ from core.config import (
     opt,
     resolve_threads,
 )
+from core.io import read_json, write_csv, write_json
 from core.provenance import config_hash, stamp, to_jsonable
 from core.rundir import run_directory
 from core.samples import SampleTable, write_samples
@@ -48,7 +49,6 @@ from eval.variants import parse as parse_variant
 from hooks.models import identity, save_checkpoint, weight_hash
 from locking import checkpoint, controls, evalset, toy, unlock
 from locking import unlock_report as report
-from locking.io import read_json, write_csv, write_json
 from locking.train import FINETUNE_METHODS, Checkpointing
 from locking.unlock_plot import plot
 

@@ -1,19 +1,84 @@
-"""Atomic files for run directories: JSON (strict: NaN and inf become null), CSV and PNG, each written to a
-temporary name and renamed, so a reader never sees half a file."""
+"""Atomic files: every file gaplens writes goes to a temporary sibling name and is renamed into place when
+complete, so a reader never sees half a file and an interrupted write leaves the old file (or none).
+
+`atomic_path` / `atomic_write` are the one implementation (optionally flushed to disk with fsync, for data that a
+resume depends on); `atomic_dir` does the same for a directory; JSON (strict: NaN and inf become null), JSON lines,
+text, CSV and figures are written through them.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import math
 import os
-from collections.abc import Sequence
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 
 from core.provenance import to_jsonable
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path, *, fsync: bool = False) -> Iterator[Path]:
+    """Yield a temporary sibling of `path` (unique to this process) to write; it replaces `path` when the block
+    completes (flushed to disk first with `fsync`) and is removed if the block fails."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    try:
+        yield tmp
+        if fsync:
+            with open(tmp, "rb") as fh:
+                os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def atomic_write(path: str | Path, write: Callable[[IO[bytes]], Any], *, fsync: bool = False) -> Path:
+    """Write `path` through `write(binary file)` atomically (see `atomic_path`)."""
+    with atomic_path(path, fsync=fsync) as tmp, open(tmp, "wb") as fh:
+        write(fh)
+    return Path(path)
+
+
+def write_text(path: str | Path, text: str, *, fsync: bool = False) -> Path:
+    """Write UTF-8 text atomically."""
+    return atomic_write(path, lambda fh: fh.write(text.encode("utf-8")), fsync=fsync)
+
+
+def write_jsonl(path: str | Path, rows: Sequence[Any]) -> Path:
+    """Write one JSON object per line atomically."""
+    return write_text(path, "".join(json.dumps(clean(r)) + "\n" for r in rows))
+
+
+@contextlib.contextmanager
+def atomic_dir(target: str | Path, *, owner: dict[str, Any] | None = None,
+               owner_file: str = ".gaplens-owner.json") -> Iterator[Path]:
+    """Yield a temporary hidden sibling directory that replaces `target` only if the block completes. `owner`
+    (e.g. pid and host) is recorded in it while it is being written, so that one left by a killed process can be
+    recognised and cleaned later."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    if owner is not None:
+        (tmp / owner_file).write_text(json.dumps(owner))
+    try:
+        yield tmp
+        (tmp / owner_file).unlink(missing_ok=True)
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 def clean(obj: Any) -> Any:
@@ -36,36 +101,34 @@ def clean(obj: Any) -> Any:
 
 def write_json(path: str | Path, obj: Any, *, indent: int = 2) -> Path:
     """Write `obj` (see `clean`) to `path` atomically; parent directories are created."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(clean(obj), indent=indent, allow_nan=False) + "\n")
-    os.replace(tmp, path)
-    return path
+    return write_text(path, json.dumps(clean(obj), indent=indent, allow_nan=False) + "\n")
 
 
 def read_json(path: str | Path) -> Any:
-    """The JSON value in `path`."""
-    return json.loads(Path(path).read_text())
+    """The JSON value in `path` (a ValueError naming the file when it is not JSON)."""
+    try:
+        return json.loads(Path(path).read_text())
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: not valid JSON ({exc}); delete it and rerun the command that wrote it") from None
 
 
 def write_csv(path: str | Path, header: Sequence[str], rows: Sequence[Sequence[Any]]) -> Path:
     """Write a CSV with `header` atomically; parent directories are created."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", newline="") as fh:
+    with atomic_path(path) as tmp, tmp.open("w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(header)
         writer.writerows(rows)
-    os.replace(tmp, path)
+    return Path(path)
+
+
+def save_figure(fig: Any, path: str | Path, *, dpi: int = 110, **kwargs: Any) -> Path:
+    """Save a matplotlib figure atomically, in the format the suffix names (.png, .svg, .pdf)."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format=path.suffix.lstrip(".") or "png", dpi=dpi, **kwargs)
     return path
 
 
 def save_png(fig: Any, path: str | Path, *, dpi: int = 110) -> Path:
     """Save a matplotlib figure as PNG atomically."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    fig.savefig(tmp, format="png", dpi=dpi)
-    os.replace(tmp, path)
-    return path
+    return save_figure(fig, path, dpi=dpi)

@@ -25,6 +25,8 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from core.io import write_text
+
 log = logging.getLogger(__name__)
 
 LOCK_NAME = ".gaplens.lock"
@@ -74,9 +76,7 @@ def _claim(out: Path, command: str) -> None:
         if owner is not None:
             return
     doc = {"command": command, "created_utc": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")}
-    tmp = marker.with_name(marker.name + ".tmp")
-    tmp.write_text(json.dumps(doc) + "\n")
-    os.replace(tmp, marker)
+    write_text(marker, json.dumps(doc) + "\n")
 
 
 def _holder(path: Path) -> dict[str, Any]:

@@ -44,13 +44,14 @@ question and whether it was right, so runs can be joined question by question (`
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from core.io import atomic_path
 
 FILE = "samples.parquet"
 SCHEMA = "gaplens.samples/1"
@@ -167,9 +168,8 @@ def write_samples(path: str | Path, table: SampleTable) -> Path:
     cols = table.columns()
     arrow = pa.table({c.name: pa.array(cols[c.name], type=schema.field(c.name).type) for c in COLUMNS},
                      schema=schema)
-    tmp = path.with_name(path.name + ".tmp")
-    pq.write_table(arrow, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        pq.write_table(arrow, tmp)
     return path
 
 

@@ -31,6 +31,7 @@ from jaxtyping import Int
 from tqdm.auto import tqdm
 
 from core.config import ExecutionOptions, ModelOptions, TaskOptions, opt
+from core.io import write_text
 from core.provenance import config_hash, stamp, to_jsonable
 from eval import extract, tasks, variants
 from hooks.forward import pad_left
@@ -257,7 +258,4 @@ def generate(cfg: GenerateConfig, path: Path, *, model: LoadedModel | None = Non
 
 def _rewrite_valid(path: Path, header: dict[str, Any], rows: list[dict[str, Any]]) -> None:
     """Write the header and whole rows (dropping a torn last line) atomically, before appending."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(json.dumps(x) + "\n" for x in [header, *rows]))
-    os.replace(tmp, path)
+    write_text(path, "".join(json.dumps(x) + "\n" for x in [header, *rows]), fsync=True)

@@ -18,15 +18,16 @@ import logging
 import os
 import shutil
 import socket
-import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from core.io import atomic_dir as _atomic_dir
+from core.io import write_json
 from core.schemas import ModelIdentity, to_data
 from hooks import execution, hf_compat, tiny
 
@@ -254,10 +255,7 @@ def file_sha256(path: str | Path) -> str:
     if key not in memo:
         memo[key] = _sha256_file(real)
         with contextlib.suppress(OSError):
-            memo_path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = memo_path.with_name(f"{memo_path.name}.{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(memo))
-            os.replace(tmp, memo_path)
+            write_json(memo_path, memo)
     return memo[key]
 
 
@@ -327,23 +325,10 @@ def clean_litter(parent: Path, *, max_age_s: float = 3600.0) -> list[Path]:
     return removed
 
 
-@contextlib.contextmanager
-def atomic_dir(target: Path) -> Iterator[Path]:
-    """Yield a temporary sibling directory that replaces `target` only if the block completes. The temporary
-    directory records its owner, so that one left by a killed process is cleaned on the next start
-    (`clean_litter`)."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    (tmp / OWNER).write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname()}))
-    try:
-        yield tmp
-        (tmp / OWNER).unlink(missing_ok=True)
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+def atomic_dir(target: Path) -> contextlib.AbstractContextManager[Path]:
+    """`core.io.atomic_dir` recording this process as the owner, so that a directory left by a killed run is
+    cleaned on the next start (`clean_litter`)."""
+    return _atomic_dir(target, owner={"pid": os.getpid(), "host": socket.gethostname()}, owner_file=OWNER)
 
 
 def _gguf_path(spec: EmbeddedSpec) -> Path:

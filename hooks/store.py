@@ -31,7 +31,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -42,6 +41,7 @@ import h5py
 import numpy as np
 from jaxtyping import Float
 
+from core.io import atomic_path, atomic_write
 from core.schemas import ModelIdentity, from_data
 
 ROW_FIELDS = ("question_id", "variant_id", "option_index", "label", "answer_original", "n_choices", "n_tokens")
@@ -68,17 +68,8 @@ def _block_file(parts: Path, block: int) -> Path:
 
 
 def _fsync_write(path: Path, write: Any) -> None:
-    """Write through `write(fh)` to a temporary name, flush it to disk, then rename to `path`."""
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        with open(tmp, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    """Write through `write(fh)` atomically, flushed to disk before the rename (see `core.io.atomic_write`)."""
+    atomic_write(path, write, fsync=True)
 
 
 def _table_bytes(values: np.ndarray) -> bytes:
@@ -239,11 +230,10 @@ class StoreWriter:
         if missing:
             raise StoreError(f"{self.path}: blocks {missing[:5]}{'...' if len(missing) > 5 else ''} are not done")
         m = self.meta
-        tmp = tmp_path(self.path)
-        tmp.unlink(missing_ok=True)
         digest = hashlib.sha256()
         try:
-            with np.load(self.parts / "rows.npz") as z, h5py.File(tmp, "w") as f:
+            with atomic_path(self.path, fsync=True) as tmp, np.load(self.parts / "rows.npz") as z, \
+                    h5py.File(tmp, "w") as f:
                 g = f.create_group("rows")
                 for key in z.files:
                     values = z[key]
@@ -268,13 +258,9 @@ class StoreWriter:
                 f.attrs["format"] = FORMAT
                 f.attrs["checksum"] = digest.hexdigest()
                 f.attrs["complete"] = True
-            with open(tmp, "rb") as fh:
-                os.fsync(fh.fileno())
         except OSError as exc:
-            tmp.unlink(missing_ok=True)
             raise StoreError(f"{self.path}: consolidating the finished blocks failed ({exc}); they are kept in "
                              f"{self.parts}, rerun to try again") from exc
-        os.replace(tmp, self.path)
         shutil.rmtree(self.parts, ignore_errors=True)
         return self.path
 

@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from core.io import read_json, write_json
 from hooks.models import load_hf, save_checkpoint, weight_hash
-from locking.io import read_json, write_json
 from locking.policies import Policy
 
 SCHEMA = "gaplens.lock/1"

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from core.io import write_json
 from core.provenance import config_hash, stamp, to_jsonable
 from eval.scoring import masked_argmax
 from eval.variants import VariantSpec, render, to_text
@@ -27,7 +28,6 @@ from hooks.forward import first_token_ids
 from hooks.models import save_checkpoint, weight_hash
 from locking import score, toy
 from locking.data import TrainItem
-from locking.io import write_json
 from locking.train import TrainParams, train
 
 log = logging.getLogger(__name__)

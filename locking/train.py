@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from core.io import atomic_write
 from locking.data import TrainItem
 from locking.score import autocast, batch_inputs
 
@@ -166,10 +166,7 @@ def _save_checkpoint(ck: Checkpointing, model: Any, opt: Any, sched: Any, step: 
     state = {"key": ck.key, "step": step, "losses": losses, "torch_rng": torch.get_rng_state(), "caller": caller,
              "model": {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad},
              "optimizer": opt.state_dict(), "scheduler": sched.state_dict()}
-    ck.path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = ck.path.with_name(ck.path.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, ck.path)
+    atomic_write(ck.path, lambda fh: torch.save(state, fh), fsync=True)
 
 
 def _load_checkpoint(ck: Checkpointing, model: Any, opt: Any, sched: Any,

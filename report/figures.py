@@ -8,7 +8,6 @@ the same data (optimistic).
 from __future__ import annotations
 
 import math
-import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,6 +17,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from core.io import save_figure
 from report.rows import Row
 from report.tables import GapItem, ModelSummary, fmt_size
 
@@ -34,12 +34,8 @@ def slug(*parts: str) -> str:
 
 def save(fig: Figure, path: Path) -> Path:
     """Write `fig` as PNG to `path` atomically."""
-    path = Path(path)
-    tmp = path.with_name(path.stem + ".tmp.png")
     FigureCanvasAgg(fig)
-    fig.savefig(tmp, dpi=DPI, bbox_inches="tight")
-    os.replace(tmp, path)
-    return path
+    return save_figure(fig, path, dpi=DPI, bbox_inches="tight")
 
 
 def _err(values: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray | None:

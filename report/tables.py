@@ -7,14 +7,13 @@ family come from the runs' model identity (`core.schemas.ModelIdentity`), never 
 
 from __future__ import annotations
 
-import csv
 import math
-import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from core import io
 from report.rows import TIDY_COLUMNS, Row, Run
 
 NAIVE = "naive max, optimistic"
@@ -189,15 +188,7 @@ def fmt_size(n: int | float | None) -> str:
 
 def write_csv(path: Path, records: Sequence[dict[str, Any]], columns: Sequence[str]) -> Path:
     """Write dict rows to CSV (temporary name, then renamed); floats that are nan become empty cells."""
-    path = Path(path)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with tmp.open("w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(columns))
-        w.writeheader()
-        for rec in records:
-            w.writerow({c: _cell(rec.get(c)) for c in columns})
-    os.replace(tmp, path)
-    return path
+    return io.write_csv(path, list(columns), [[_cell(rec.get(c)) for c in columns] for rec in records])
 
 
 def _cell(x: Any) -> Any:
