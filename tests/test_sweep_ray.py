@@ -11,6 +11,7 @@ import contextlib
 import csv
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -201,6 +202,7 @@ def ray_cluster() -> Iterator[tuple[str, str]]:
         except subprocess.TimeoutExpired:
             os.killpg(head.pid, signal.SIGKILL)
             head.wait()
+        shutil.rmtree(temp, ignore_errors=True)
 
 
 @pytest.mark.slow
