@@ -16,9 +16,25 @@ class CellStatus:
     model: str  # its --model
     task: str  # its --task
     variants: str  # its --variants ("" when the command has none)
-    status: str  # pending, running, done, skipped (done), failed or interrupted
+    status: str  # pending, running, done, skipped (done), failed, blocked or interrupted
     returncode: int | None  # the command's exit code (null until it ran)
     seconds: float | None  # wall time of the cell (null until it ran)
+    host: str | None  # the node that ran it (null until it ran)
+    error: str | None  # why it failed (null otherwise)
+
+
+@dataclass(frozen=True)
+class SweepProgress:
+    """Where a sweep stands: this run's cells (`skipped`: finished in an earlier run) and times in seconds."""
+
+    total: int  # cells in the sweep
+    skipped: int  # finished before this run started
+    done: int  # finished in this run
+    failed: int  # failed (or blocked) in this run
+    running: int  # running now
+    left: int  # not started yet
+    elapsed: float  # seconds since this run started
+    eta: float | None  # estimated seconds left (null before a cell has finished)
 
 
 @register
@@ -27,13 +43,16 @@ class SweepRecord(Result):
     """`sweep.json` in a sweep directory: the plan and every cell's status (rewritten as cells finish)."""
 
     SCHEMA = "gaplens.sweep"
-    VERSION = 1
+    VERSION = 2
 
     config_file: str  # the sweep config file
     config: dict[str, Any]  # the sweep config as read (environment variables expanded)
     started_utc: str  # when the sweep started
     finished_utc: str | None  # when it finished (null while running)
     dry_run: bool  # planned only, nothing run
+    executor: str  # ray or serial
+    address: str | None  # the Ray cluster address (null: an embedded local Ray)
+    progress: SweepProgress | None  # where the sweep stands (null before a cell has started)
     cells: dict[str, CellStatus]  # cell directory name -> its status
 
 
