@@ -58,6 +58,7 @@ from eval import scoring, tasks, variants
 from eval.metrics import STRAIGHT_UP, evaluate_predictions, score_generations
 from hooks import generate as gen
 from hooks.capture import CaptureConfig, capture, is_current
+from hooks.execution import torch_threads
 from hooks.models import LoadedModel, describe, load_model
 from hooks.store import Store, store_checksum
 
@@ -169,7 +170,7 @@ def run(cfg: Config, *, model: LoadedModel | None = None) -> Path:
     whose config matches (without loading the model). `model` skips loading (tests, notebooks).
     """
     _validate(cfg)  # bad flags fail before anything is written
-    with run_directory(out_dir(cfg), "eval"):
+    with run_directory(out_dir(cfg), "eval"), torch_threads(cfg.threads):
         return _run(cfg, model=model)
 
 

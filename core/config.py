@@ -128,6 +128,8 @@ class ExecutionOptions(Options):
     dtype: str = opt("float32", "model dtype: auto (bfloat16 on CUDA, else float32), float32, bfloat16 or float16")
     batch_size: int = opt(16, "rows per forward pass (upper bound)")
     threads: int = opt(0, "torch CPU threads; 0: every core this process may use", ui=True)
+    profile: bool = opt(False, "print how long each phase of a capture took (forward with hooks, lens, "
+                        "device-to-host copies, store writes)", ui=True)
 
     def _check(self) -> None:
         dev = str(self.device)

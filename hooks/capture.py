@@ -11,9 +11,12 @@ config resumes an interrupted file; a finished file with the same config hash is
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import json
 import logging
-from collections.abc import Callable, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -370,6 +373,7 @@ def _capture(cfg: CaptureConfig, path: Path, chash: str, model: LoadedModel | No
         resid_dtype=resid_dtype,
     )
     try:
+        phases = Phases(model.device)
         todo = [b for b in range(writer.n_blocks) if not writer.done(b)]
         bar = tqdm(total=len(rows), desc=f"capture {model.name}", unit="row", initial=len(rows) - sum(
             writer.block_slice(b).stop - writer.block_slice(b).start for b in todo))
@@ -380,11 +384,12 @@ def _capture(cfg: CaptureConfig, path: Path, chash: str, model: LoadedModel | No
             found = [source.find(r) if source is not None else None for r in block]
             missing = [i for i, f in enumerate(found) if f is None]
             if len(missing) == len(block):  # nothing to copy: the computed block is written as it is
-                arrays = _run_block(model, block, layers, max_c, cfg, resid_dtype)
+                arrays = _run_block(model, block, layers, max_c, cfg, resid_dtype, phases=phases)
             else:
                 arrays = _empty_arrays(block, len(layers), model.d_model, max_c, resid_dtype)
                 if missing:
-                    computed = _run_block(model, [block[i] for i in missing], layers, max_c, cfg, resid_dtype)
+                    computed = _run_block(model, [block[i] for i in missing], layers, max_c, cfg, resid_dtype,
+                                          phases=phases)
                     for key, value in computed.items():
                         arrays[key][missing] = value
                 for i, f in enumerate(found):
@@ -393,14 +398,21 @@ def _capture(cfg: CaptureConfig, path: Path, chash: str, model: LoadedModel | No
                 if not cfg.resid:
                     arrays.pop("resid", None)
             reused += len(block) - len(missing)
-            writer.write_block(b, arrays)
+            with phases("store"):
+                writer.write_block(b, arrays)
             bar.update(sl.stop - sl.start)
         bar.close()
         if reused:
             log.info("copied %d of %d rows from the earlier store %s", reused, len(rows), path)
         if source is not None:
             source.close()  # the finished store replaces it
-        return writer.finish()
+        writer.meta["provenance"]["capture_phases"] = phases.summary()  # recorded with the store
+        with phases("store"):
+            done = writer.finish()
+        log.info("capture %s: %s", path, ", ".join(f"{k} {v:.1f} s" for k, v in phases.summary().items()))
+        if cfg.profile:
+            log.warning("capture phases (wall seconds): %s", json.dumps(phases.summary()))
+        return done
     finally:
         writer.close()
 
@@ -485,8 +497,35 @@ def _empty_arrays(rows: Sequence[Row], n_layers: int, d_model: int, max_c: int,
     }
 
 
+class Phases:
+    """Wall seconds of a capture's phases: forward passes (with the hooks), the logit lens, copies from the device
+    to host memory, and writes to the store. On CUDA each phase ends with a synchronize, so time is charged to the
+    phase that spent it."""
+
+    NAMES = ("forward", "lens", "to_host", "store")
+
+    def __init__(self, device: torch.device | None = None) -> None:
+        self.seconds = dict.fromkeys(self.NAMES, 0.0)
+        self._sync = device is not None and device.type == "cuda"
+
+    @contextlib.contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            if self._sync:
+                torch.cuda.synchronize()
+            self.seconds[name] += time.perf_counter() - t0
+
+    def summary(self) -> dict[str, float]:
+        total = sum(self.seconds.values())
+        return {**{k: round(v, 2) for k, v in self.seconds.items()}, "total": round(total, 2)}
+
+
 def _run_block(model: LoadedModel, rows: Sequence[Row], layers: list[int], max_c: int, cfg: CaptureConfig,
-               resid_dtype: str = "float16") -> dict[str, Any]:
+               resid_dtype: str = "float16", phases: Phases | None = None) -> dict[str, Any]:
+    ph = phases or Phases()
     out = _empty_arrays(rows, len(layers), model.d_model, max_c, resid_dtype)
     lettered_rows = [r for r in rows if r.option_index < 0]  # lettered rows sort before option rows
     for start, stop in _blocks(lettered_rows, cfg.batch_size, cfg.max_batch_tokens):
@@ -494,10 +533,14 @@ def _run_block(model: LoadedModel, rows: Sequence[Row], layers: list[int], max_c
         choice = torch.full((len(part), max_c), -1, dtype=torch.long)
         for i, r in enumerate(part):
             choice[i, : len(r.choice_ids)] = torch.tensor(r.choice_ids)
-        res = cap.hooked_forward(model, [r.ids for r in part], layers=layers, choice_ids=choice)
-        out["resid"][start:stop] = cap.to_numpy(res.resid).astype(resid_dtype)
-        out["answer_logits"][start:stop] = cap.to_numpy(res.last_logits[:, 0])
-        out["lens_logits"][start:stop] = cap.to_numpy(cap.logit_lens(model, res.resid, choice))
+        with ph("forward"):
+            res = cap.hooked_forward(model, [r.ids for r in part], layers=layers, choice_ids=choice)
+        with ph("lens"):
+            lens = cap.logit_lens(model, res.resid, choice)
+        with ph("to_host"):
+            out["resid"][start:stop] = cap.to_numpy(res.resid).astype(resid_dtype)
+            out["answer_logits"][start:stop] = cap.to_numpy(res.last_logits[:, 0])
+            out["lens_logits"][start:stop] = cap.to_numpy(lens)
     offset = len(lettered_rows)
     groups = _option_groups(rows[offset:])
     for g0, g1 in _prefix_batches(rows[offset:], groups, cfg.batch_size, cfg.max_batch_tokens):
@@ -506,10 +549,12 @@ def _run_block(model: LoadedModel, rows: Sequence[Row], layers: list[int], max_c
             part = rows[offset + start : offset + stop]
             prefix = part[0].ids[: len(part[0].ids) - part[0].n_cont]
             batch.append((prefix, [r.ids[len(r.ids) - r.n_cont :] for r in part]))
-        res = cap.hooked_forward_shared_prefix(model, batch, layers=layers)
+        with ph("forward"):
+            res = cap.hooked_forward_shared_prefix(model, batch, layers=layers)
         sl = slice(offset + groups[g0][0], offset + groups[g1 - 1][1])
-        out["resid"][sl] = cap.to_numpy(res.resid).astype(resid_dtype)
-        out["option_logprob"][sl] = cap.to_numpy(res.logprob_sum)
+        with ph("to_host"):
+            out["resid"][sl] = cap.to_numpy(res.resid).astype(resid_dtype)
+            out["option_logprob"][sl] = cap.to_numpy(res.logprob_sum)
     if not cfg.resid:
         del out["resid"]
     return out

@@ -95,7 +95,8 @@ def test_fields_added_with_hash_if_set_keep_old_hashes_and_ui_fields_never_count
 
     from core.provenance import config_hash, to_jsonable
 
-    old = {k: v for k, v in to_jsonable(CFG).items() if k not in ("generations", "generations_hash", "threads", "question_ids", "prompt_transform", "first_token", "select", "fields", "truncate")}
+    meta = {f.name: f.metadata for f in dataclasses.fields(CFG)}
+    old = {k: v for k, v in to_jsonable(CFG).items() if not meta[k].get("ui") and not meta[k].get("hash_if_set")}
     import hashlib
     import json
 
