@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -99,12 +98,8 @@ class Config(ModelOptions, ModelKindOptions, TaskOptions, ExecutionOptions, Outp
 
 
 def out_dir(cfg: Config) -> Path:
-    """The output directory: `cfg.out`, else runs/eval-<model>-<task> with unsafe characters replaced."""
-    if cfg.out:
-        return Path(cfg.out)
-    model = Path(cfg.model).name if Path(cfg.model).exists() else cfg.model
-    safe = re.sub(r"[^A-Za-z0-9._-]+", "-", f"{model}-{cfg.task}").strip("-.")
-    return Path("runs") / f"eval-{safe}"
+    """The run directory: `--out`, else runs/eval-<model>-<task>."""
+    return cfg.out_dir("eval")
 
 
 def _validate(cfg: Config) -> list[str]:

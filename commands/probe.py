@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import logging
-import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -88,11 +87,8 @@ class Config(ModelOptions, ModelKindOptions, TaskOptions, ExecutionOptions, Outp
 
 
 def output_dir(cfg: Config) -> Path:
-    """cfg.out, or runs/probe-<model>-<task> with path separators and odd characters replaced."""
-    if cfg.out:
-        return Path(cfg.out)
-    name = f"probe-{Path(cfg.model).name if Path(cfg.model).exists() else cfg.model}-{cfg.task}"
-    return Path("runs") / re.sub(r"[^A-Za-z0-9._-]+", "_", name)[:120]
+    """The run directory: `--out`, else runs/probe-<model>-<task>."""
+    return cfg.out_dir("probe")
 
 
 def capture_config(cfg: Config, *, random_init: bool = False) -> CaptureConfig:

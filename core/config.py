@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -150,6 +151,17 @@ class OutputOptions(Options):
     out: str | None = opt(None, "output directory (default: runs/<command>-<model>-<task>)", ui=True)
     overwrite: bool = opt(False, "replace results in --out made with another config (finished captures that still "
                           "match are kept); without it such a rerun is refused", ui=True)
+
+    def out_dir(self, command: str) -> Path:
+        """`--out`, else runs/<command>-<model>-<task> (a model given as a path by its folder name; characters
+        other than letters, digits, '.', '_' and '-' replaced by '-')."""
+        if self.out:
+            return Path(self.out)
+        model = str(getattr(self, "model", "") or "")
+        model = Path(model).name if model and Path(model).exists() else model
+        parts = [command, model, str(getattr(self, "task", "") or "")]
+        safe = re.sub(r"[^A-Za-z0-9._-]+", "-", "-".join(p for p in parts if p)).strip("-.")
+        return Path("runs") / safe[:120]
 
 
 def available_cores() -> int:

@@ -54,7 +54,7 @@ def test_probe_cli_smoke_and_reuse(tmp_path, capsys):
 
 def test_default_out_dir_and_bad_flags():
     assert str(output_dir(Config(model="org/some-model", task="jsonl:/a/b.jsonl"))) == \
-        "runs/probe-org_some-model-jsonl_a_b.jsonl"
+        "runs/probe-org-some-model-jsonl-a-b.jsonl"
     assert cli.main(["probe", "--model", "tiny-llama", "--control", "bogus"]) == 2
     assert cli.main(["probe", "--model", "tiny-llama", "--test-fraction", "1.5"]) == 2
     assert cli.main(["probe", "--model", "tiny-llama", "--dtype", "float64"]) == 2
