@@ -31,7 +31,7 @@ from eval import extract, scoring, tasks, variants
 from eval.records import MCRecord, fingerprint
 from hooks import forward as cap
 from hooks.generate import read_generations
-from hooks.models import LoadedModel, ModelInfo, load_model, load_tokenizer, model_fingerprint
+from hooks.models import LoadedModel, ModelInfo, check_name, load_model, load_tokenizer, model_fingerprint
 from hooks.store import Store, StoreWriter, is_complete
 
 log = logging.getLogger(__name__)
@@ -300,6 +300,7 @@ def capture(cfg: CaptureConfig, path: Path, *, model: LoadedModel | None = None,
     if (transform is None) != (cfg.prompt_transform is None):
         raise ValueError("capture: a prompt transform needs both its name (CaptureConfig.prompt_transform) and its "
                          "function (transform=)")
+    check_name(cfg.model)
     chash = config_hash(cfg)
     records = select_records(cfg)  # the data, before any model loads
     inputs = input_fingerprints(cfg, records)

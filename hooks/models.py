@@ -152,6 +152,21 @@ class LoadedModel:
         }
 
 
+def check_name(name: str) -> str:
+    """`name` if it can name a model (a registered name, an existing path, or a Hugging Face id "org/name"), else a
+    ModelError listing what can be named; nothing is loaded."""
+    if name in tiny.TINY_MODELS or name in EMBEDDED or Path(name).exists():
+        return name
+    if "/" in name and not name.startswith((".", "/")) and name.count("/") == 1:
+        return name
+    import difflib
+
+    close = difflib.get_close_matches(name, available_models(), n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    raise ModelError(f"unknown model '{name}'{hint}: not a registered name and no such path. Available: "
+                     f"{', '.join(available_models())}, a local HF model directory, or a Hugging Face id.")
+
+
 def context_length(config: Any) -> int | None:
     """The context length a HF config declares (max_position_embeddings or its other names)."""
     for key in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
