@@ -95,7 +95,7 @@ def test_fields_added_with_hash_if_set_keep_old_hashes_and_ui_fields_never_count
 
     from core.provenance import config_hash, to_jsonable
 
-    old = {k: v for k, v in to_jsonable(CFG).items() if k not in ("generations", "generations_hash", "threads", "question_ids", "prompt_transform", "first_token", "select", "fields", "truncate")}
+    old = {k: v for k, v in to_jsonable(CFG).items() if k not in ("generations", "generations_hash", "threads", "question_ids", "prompt_transform", "first_token", "select", "fields", "truncate", "device_map", "load_in")}
     import hashlib
     import json
 
@@ -122,7 +122,7 @@ def test_option_rows_equal_whole_sequences_at_any_batch_size(tiny_model, tmp_pat
     layers = list(range(tiny_model.n_layers + 1))
     whole = [cap.hooked_forward(tiny_model, [r.ids], layers=layers, n_cont=[r.n_cont]) for r in opt_rows]
     ref_lp = np.array([w.logprob_sum[0].item() for w in whole])
-    ref_resid = np.stack([w.resid[0].numpy() for w in whole])
+    ref_resid = np.stack([w.resid[0].cpu().numpy() for w in whole])
     for path in (one, many):
         with Store(path) as s:
             opt = ~s.mask(lettered=True)
