@@ -53,11 +53,12 @@ from core.config import ExecutionOptions, OutputOptions, TaskOptions, opt, pick,
 from core.provenance import config_hash, to_jsonable
 from core.rundir import results_to_reuse, run_directory
 from core.samples import SampleTable, write_samples
-from core.schemas import DiffResult, Execution, TaskInfo, from_data, run_header, to_data
+from core.schemas import DiffResult, TaskInfo, from_data, run_header, to_data
 from core.schemas import diff as schema
 from eval import stats, tasks, variants
 from eval.records import MCRecord, fingerprint
 from eval.scoring import masked_argmax
+from hooks import execution
 from hooks.capture import CaptureConfig, capture
 from hooks.models import load_hf, model_fingerprint, wrap
 from hooks.store import Store
@@ -111,6 +112,8 @@ class Config(TaskOptions, ExecutionOptions, OutputOptions):
             pwd.check_placement(self.placement)
         if self.questions not in ("auto", "all", "eval", "pool", "train"):
             raise ValueError(f"--questions must be auto, all, eval, pool or train, got {self.questions!r}")
+        if self.load_in is not None:
+            raise ValueError(f"--load-in {self.load_in}: diff compares the checkpoints' weights; load them in full")
 
 
 def labels(cfg: Config) -> list[str]:
@@ -352,6 +355,7 @@ def _run(cfg: Config) -> Path:
                         overwrite=cfg.overwrite) and (out / SAMPLES_NAME).exists():
         log.info("reusing finished diff %s", out)
         return out
+    execution.check(cfg)  # a device this machine does not have fails before anything loads
     torch.set_num_threads(resolve_threads(cfg.threads))
     pl = plan(cfg, ckpts)
     place = password_placement(pl.placement) if cfg.password else None
@@ -359,8 +363,8 @@ def _run(cfg: Config) -> Path:
     states: dict[str, dict[str, torch.Tensor]] = {}
     loaded = {}
     for lab, ckpt in ckpts.items():  # all loaded and checked before anything is written
-        loaded[lab] = load_hf(ckpt, dtype=cfg.dtype)
-        states[lab] = {k: v.detach() for k, v in loaded[lab].model.named_parameters()}  # wrapping renames them
+        loaded[lab] = load_hf(ckpt, dtype=cfg.dtype, device=cfg.device, device_map=cfg.device_map)
+        states[lab] = {k: v.detach().cpu() for k, v in loaded[lab].model.named_parameters()}  # wrapping renames them
         first = next(iter(states))
         if {k: v.shape for k, v in states[lab].items()} != {k: v.shape for k, v in states[first].items()}:
             raise ValueError(f"--{lab.rstrip('0123456789')} {ckpt}: parameter names or shapes differ from "
@@ -368,8 +372,10 @@ def _run(cfg: Config) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     models: dict[str, schema.Checkpoint] = {}
     acts: dict[tuple[str, str], Acts] = {}
+    placement = loaded["a"].placement
     for lab, hf in loaded.items():
-        model = wrap(hf.model, hf.tokenizer, name=ckpts[lab], source=hf.source, path=hf.path)
+        model = wrap(hf.model, hf.tokenizer, name=ckpts[lab], source=hf.source, path=hf.path, digest=hf.digest(),
+                     placement=hf.placement)
         models[lab] = schema.Checkpoint(ckpts[lab], model.identity)
         for cond in conds:
             path = capture(capture_config(cfg, ckpts[lab], pl, cond), out / "captures" / f"{lab}.{cond}.h5",
@@ -387,7 +393,7 @@ def _run(cfg: Config) -> Path:
         command="diff", model=models["a"].identity,
         task=TaskInfo(cfg.task, cfg.split, len(ref_ids), cfg.data_dir, fingerprint(pl.records)), seed=cfg.seed,
         config=cfg,
-        config_hash=chash, execution=Execution(cfg.device, cfg.dtype, cfg.batch_size, resolve_threads(cfg.threads)),
+        config_hash=chash, execution=execution.execution_record(cfg, placement=placement),
         timing={"total": time.perf_counter() - t0}, inputs=inputs)
     doc = from_data(DiffResult, {
         "header": header, "checkpoints": models,

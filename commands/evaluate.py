@@ -35,7 +35,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from core.config import (
     ExecutionOptions,
@@ -45,20 +44,20 @@ from core.config import (
     TaskOptions,
     opt,
     pick,
-    resolve_threads,
 )
 from core.io import save_png, write_csv
 from core.provenance import config_hash, to_jsonable
 from core.rundir import results_to_reuse, run_directory
 from core.samples import SampleTable, write_samples
-from core.schemas import Estimate, EvalResult, Execution, TaskInfo, from_data, run_header
+from core.schemas import Estimate, EvalResult, TaskInfo, from_data, run_header
 from core.schemas import evaluate as schema
 from eval import scoring, tasks, variants
 from eval.metrics import STRAIGHT_UP, evaluate_predictions, score_generations
+from hooks import execution
 from hooks import generate as gen
 from hooks.capture import CaptureConfig, capture, is_current
 from hooks.execution import torch_threads
-from hooks.models import LoadedModel, describe, load_model
+from hooks.models import LoadedModel, describe, load_model, recorded_identity
 from hooks.store import Store, store_checksum
 
 log = logging.getLogger(__name__)
@@ -109,7 +108,7 @@ def _validate(cfg: Config) -> list[str]:
         names = variants.variant_set(cfg.variants)
     except ValueError as exc:
         raise ValueError(f"--variants: {exc}") from None
-    if cfg.cot == "on" or (cfg.cot == "auto" and torch.cuda.is_available()):
+    if cfg.cot == "on" or (cfg.cot == "auto" and execution.check(cfg).device.type == "cuda"):
         names += [v for v in variants.generation_variants() if v not in names]
     return names
 
@@ -165,6 +164,7 @@ def run(cfg: Config, *, model: LoadedModel | None = None) -> Path:
     whose config matches (without loading the model). `model` skips loading (tests, notebooks).
     """
     _validate(cfg)  # bad flags fail before anything is written
+    execution.check(cfg)  # and so does a device this machine does not have
     with run_directory(out_dir(cfg), "eval"), torch_threads(cfg.threads):
         return _run(cfg, model=model)
 
@@ -200,7 +200,8 @@ def _run(cfg: Config, *, model: LoadedModel | None = None) -> Path:
                          extends=EXTENDS)
     if kept is None:
         if model is None:
-            model = load_model(cfg.model, seed=cfg.seed, dtype=cfg.dtype, device=cfg.device)
+            model = load_model(cfg.model, seed=cfg.seed, dtype=cfg.dtype, device=cfg.device, device_map=cfg.device_map,
+                               load_in=cfg.load_in)
         kept = runnable if model.chat_template() is not None else chat_free
     dropped.update(_drop_chat(cfg, [v for v in runnable if v not in kept]))
     for v, why in dropped.items():
@@ -217,7 +218,7 @@ def _run(cfg: Config, *, model: LoadedModel | None = None) -> Path:
         parts = [scoring.score_store(s.rows, s.array("answer_logits"), s.array("option_logprob"),
                                      s.array("option_nchars"))]
         prov_src = dict(s.provenance)
-        ident = s.identity() or describe(cfg.model, digest=prov_src.get("weight_hash"), seed=cfg.seed)
+        ident = recorded_identity(prov_src) or describe(cfg.model, digest=prov_src.get("weight_hash"), seed=cfg.seed)
         subjects = s.subjects()
         data_fingerprint = s.inputs.get("data")
     cot: dict[str, Any] = {"run": False, "why": _cot_off_reason(cfg)}
@@ -234,7 +235,7 @@ def _run(cfg: Config, *, model: LoadedModel | None = None) -> Path:
         task=TaskInfo(prov_src.get("task", cfg.task), prov_src.get("split", cfg.split),
                       int(prov_src.get("n_questions") or res["n_questions"]), cfg.data_dir, data_fingerprint),
         seed=cfg.seed, config=cfg, config_hash=chash,
-        execution=Execution(cfg.device, cfg.dtype, cfg.batch_size, resolve_threads(cfg.threads)),
+        execution=execution.execution_record(cfg, placement=prov_src.get("execution")),
         timing={"total": time.perf_counter() - t0}, inputs=inputs)
     doc = _results(header, res, cot, requested=names, kept=kept, dropped=dropped)
     _write_csv(out / CSV_NAME, doc)
@@ -284,7 +285,8 @@ def _cot_off_reason(cfg: Config) -> str:
     if cfg.cot == "off":
         return "--cot off"
     if cfg.cot == "auto":
-        return "--cot auto and no CUDA device (chain of thought is off by default on CPU; --cot on forces it)"
+        return "--cot auto and the model not on a CUDA device (chain of thought is off by default on CPU; --cot on " \
+            "forces it)"
     return "no generation variant could run"
 
 

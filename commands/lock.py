@@ -44,16 +44,26 @@ from core.io import read_json, write_csv, write_json, write_jsonl
 from core.provenance import config_hash, stamp, to_jsonable
 from core.rundir import run_directory
 from core.samples import SampleTable, write_samples
-from core.schemas import Execution, LockResult, TaskInfo, from_data, recorded_config_hash, run_header
+from core.schemas import LockResult, TaskInfo, from_data, recorded_config_hash, run_header
 from core.schemas import lock as schema
 from eval import tasks
 from eval.records import MCRecord
 from eval.stats import split_ids
 from eval.variants import parse as parse_variant
+from hooks import execution
 from hooks.models import identity, load_hf, weight_hash
 from locking import checkpoint, data, evalset, password, policies, toy, toy_pretrain
 from locking import lock_report as report
-from locking.train import FINETUNE_METHODS, LOSSES, Checkpointing, TrainParams, prepare, train, unwrap
+from locking.train import (
+    FINETUNE_METHODS,
+    LOSSES,
+    Checkpointing,
+    TrainParams,
+    check_training_flags,
+    prepare,
+    train,
+    unwrap,
+)
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +103,10 @@ class Config(ModelOptions, ModelKindOptions, TaskOptions, ExecutionOptions, Outp
     batch_size: int = opt(32, "lock batch size")
     seed: int = opt(0, "seed for the splits, the toy pretraining and training")
     dtype: str = opt("float32", "float32, or bfloat16 (autocast; fp32 master weights)")
+    grad_accum: int = opt(1, "split each batch into this many micro-batches whose gradients accumulate (the same "
+                          "step, less memory; halved further on out-of-memory errors)", hash_if_set=True)
+    grad_checkpointing: bool = opt(False, "gradient checkpointing: recompute activations in the backward pass (less "
+                                   "memory, the same gradients)", ui=True)
     threads: int = opt(1, "torch CPU threads (1 is steadier on a shared 2-core machine; training bytes depend on it)",
                        ui=True)
     checkpoint_every: int = opt(100, "save the training state every N steps (0: never); a rerun resumes from it",
@@ -123,6 +137,8 @@ class Config(ModelOptions, ModelKindOptions, TaskOptions, ExecutionOptions, Outp
             raise ValueError(f"--loss must be one of {LOSSES}, got {self.loss!r}")
         if self.steps < 1 or (self.n is not None and self.n < 8):
             raise ValueError("--steps must be >= 1 and --n >= 8")
+        check_training_flags(self)
+
 
 
 def _splits(ids: list[str], cfg: Config) -> dict[str, list[str]]:
@@ -146,7 +162,7 @@ def _policy(name: str, labels: str, *, base: Any, tok: Any, records: list[Any], 
         p = policies.model_policy(base, tok, records, spec, chat_template=template, bf16=bf16)
     else:
         path = toy_meta["weak_dir"] if kind == "toy-weak" and toy_meta else str(arg)
-        other = load_hf(path)
+        other = load_hf(path, device=cfg.device, device_map=cfg.device_map)
         if other.tokenizer.get_vocab() != tok.get_vocab():
             raise ValueError(f"--weak {name}: its tokenizer differs from the base model's; a weak model must share it")
         p = policies.model_policy(other.model, other.tokenizer, records, spec, chat_template=template, bf16=bf16)
@@ -170,6 +186,7 @@ def run(cfg: Config) -> Path:
 def _run(cfg: Config) -> Path:
     """Lock (or reuse) into `cfg.out`; returns the run directory."""
     out, chash = Path(cfg.out), config_hash(cfg)
+    execution.check(cfg)  # a device this machine does not have fails before anything is written
     if _reuse(out, chash):
         log.info("reusing finished lock run %s", out)
         return out
@@ -184,7 +201,7 @@ def _run(cfg: Config) -> Path:
         toy_meta = toy_pretrain.pretrain(cfg.toy_dir or out / "toy", toy_pretrain.ToyConfig(steps=cfg.toy_steps,
                                                                                              seed=cfg.seed))
         base_name = toy_meta["base_dir"]
-    base = load_hf(base_name)
+    base = load_hf(base_name, device=cfg.device, device_map=cfg.device_map)  # float32 master weights
     model, tok = base.model, base.tokenizer
     base_hash = weight_hash(model)
     base_ident = identity(model, tok, name=cfg.model, source=base.source, path=base.path,
@@ -209,9 +226,11 @@ def _run(cfg: Config) -> Path:
     trainee = prepare(model, cfg.finetune, lora_r=cfg.lora_r, lora_alpha=cfg.lora_alpha,
                       freeze_embeddings=cfg.freeze_embeddings, seed=cfg.seed)
     params = TrainParams(steps=cfg.steps, lr=cfg.lr, batch_size=cfg.batch_size, seed=cfg.seed,
-                         warmup_steps=min(20, cfg.steps // 10), bf16=cfg.dtype == "bfloat16", loss=cfg.loss)
+                         warmup_steps=min(20, cfg.steps // 10), bf16=cfg.dtype == "bfloat16", loss=cfg.loss,
+                         micro_batch_size=-(-cfg.batch_size // cfg.grad_accum), grad_checkpointing=cfg.grad_checkpointing)
     ck = Checkpointing(out / "train_checkpoint.pt", cfg.checkpoint_every, chash) if cfg.checkpoint_every else None
-    losses = train(trainee, items, params, pad_id=tok.pad_token_id, desc="lock", checkpoint=ck)
+    trained: dict[str, Any] = {}
+    losses = train(trainee, items, params, pad_id=tok.pad_token_id, desc="lock", checkpoint=ck, report=trained)
     locked = unwrap(trainee)
     lock_seconds = time.perf_counter() - t_lock
     locked_eval = report.evaluate(locked, tok, es, bf16=cfg.dtype == "bfloat16")
@@ -239,7 +258,9 @@ def _run(cfg: Config) -> Path:
         command="lock", model=identity(locked, tok, name=str(ckpt), source="local", path=str(ckpt),
                                        digest=record["weight_hash"]),
         task=TaskInfo(cfg.task, cfg.split, len(records), cfg.data_dir, None), seed=cfg.seed, config=cfg,
-        config_hash=chash, execution=Execution(cfg.device, cfg.dtype, cfg.batch_size, resolve_threads(cfg.threads)),
+        config_hash=chash,
+        execution=execution.execution_record(cfg, placement={**base.placement.record(), "dtype": cfg.dtype},
+                                             micro_batch_size=trained.get("micro_batch_size")),
         timing={"lock": lock_seconds, "total": time.perf_counter() - t0})
     toy_record = None
     if toy_meta is not None:

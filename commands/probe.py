@@ -26,14 +26,12 @@ from core.config import (
     TaskOptions,
     opt,
     pick,
-    resolve_threads,
 )
 from core.provenance import config_hash, to_jsonable
 from core.rundir import results_to_reuse, run_directory
 from core.samples import SampleTable, write_samples
 from core.schemas import (
     Estimate,
-    Execution,
     ProbeResult,
     TaskInfo,
     from_data,
@@ -42,9 +40,10 @@ from core.schemas import (
 )
 from core.schemas import probe as schema
 from eval.stats import accuracy, bootstrap_mean, mean_over_runs, split_ids
+from hooks import execution
 from hooks.capture import CaptureConfig, capture
 from hooks.execution import torch_threads
-from hooks.models import describe
+from hooks.models import describe, recorded_identity
 from hooks.store import Store, store_checksum
 from probes.fit import FeatureReader, Sweep, ceiling, select_layer, sweep_layers
 from probes.lens import lens_predictions
@@ -84,6 +83,9 @@ class Config(ModelOptions, ModelKindOptions, TaskOptions, ExecutionOptions, Outp
             raise ValueError(f"--n must be at least 4 (train and test questions for cross-validation), got {self.n}")
         if self.n_shuffles < 1:
             raise ValueError(f"--n-shuffles must be >= 1, got {self.n_shuffles}")
+        if self.load_in is not None and "random-init" in CONTROLS[self.control]:
+            raise ValueError(f"--control {self.control} with --load-in {self.load_in}: the random-init control "
+                             "re-initialises full-precision weights; use --control shuffled (or drop --load-in)")
 
 
 def output_dir(cfg: Config) -> Path:
@@ -99,6 +101,7 @@ def run(cfg: Config) -> Path:
     """Capture (or reuse) the activations, fit and score every probe, write results.json, samples.parquet and the
     figure."""
     capture_config(cfg)  # bad flags (e.g. --layers) fail before anything is written
+    execution.check(cfg)  # and so does a device this machine does not have
     with run_directory(output_dir(cfg), "probe"):
         return _run(cfg)
 
@@ -203,12 +206,12 @@ def _header(cfg: Config, store: Store) -> Any:
     """The run header: model identity and task from the capture store (the store's model loaded to describe it
     when the store predates recorded identities)."""
     p = store.provenance
-    ident = store.identity() or describe(cfg.model, digest=p.get("weight_hash"), seed=cfg.seed)
+    ident = recorded_identity(p) or describe(cfg.model, digest=p.get("weight_hash"), seed=cfg.seed)
     return run_header(
         command="probe", model=ident.with_kind(cfg.model_kind),
         task=TaskInfo(p.get("task", cfg.task), p.get("split", cfg.split), int(p["n_questions"]), cfg.data_dir, None),
         seed=cfg.seed, config=cfg, config_hash=results_hash(cfg),
-        execution=Execution(cfg.device, cfg.dtype, cfg.batch_size, resolve_threads(cfg.threads)), timing={})
+        execution=execution.execution_record(cfg, placement=p.get("execution")), timing={})
 
 
 def _capture_record(store: Store) -> schema.Capture:

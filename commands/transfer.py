@@ -36,8 +36,9 @@ from core.io import save_png, write_csv
 from core.provenance import config_hash, to_jsonable
 from core.rundir import results_to_reuse, run_directory
 from core.samples import SampleTable, write_samples
-from core.schemas import Execution, TaskInfo, TransferResult, from_data, run_header
-from hooks.models import describe
+from core.schemas import TaskInfo, TransferResult, from_data, run_header
+from hooks.execution import execution_record
+from hooks.models import describe, recorded_identity
 from hooks.store import Store, StoreError
 from probes.targets import Answers
 from probes.transfer import TransferAnswers, fit_transfer, plan
@@ -107,13 +108,13 @@ def _run(cfg: Config) -> Path:
             return out
         doc, answers = fit_transfer(store, p, seed=cfg.seed, control=cfg.control)
         prov = store.provenance
-        ident = store.identity() or describe(str(prov.get("model")), digest=prov.get("weight_hash"))
+        ident = recorded_identity(prov) or describe(str(prov.get("model")), digest=prov.get("weight_hash"))
         header = run_header(
             command="transfer", model=ident,
             task=TaskInfo(str(prov.get("task")), str(prov.get("split")), int(prov["n_questions"]),
                           store.config.get("data_dir"), store.inputs.get("data")),
             seed=cfg.seed, config=cfg, config_hash=chash,
-            execution=Execution("cpu", None, None, torch.get_num_threads()),
+            execution=execution_record(cfg, runs_model=False, threads=torch.get_num_threads()),
             timing={"total": time.perf_counter() - t0}, inputs=inputs)
         result = from_data(TransferResult, {"header": header, "store": str(path), "store_config_hash": store_hash,
                                             **doc})

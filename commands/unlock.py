@@ -41,15 +41,16 @@ from core.io import read_json, write_csv, write_json
 from core.provenance import config_hash, stamp, to_jsonable
 from core.rundir import run_directory
 from core.samples import SampleTable, write_samples
-from core.schemas import Execution, TaskInfo, UnlockResult, from_data, run_header
+from core.schemas import TaskInfo, UnlockResult, from_data, run_header
 from core.schemas import unlock as schema
 from eval import tasks
 from eval.stats import split_ids
 from eval.variants import parse as parse_variant
+from hooks import execution
 from hooks.models import identity, save_checkpoint, weight_hash
 from locking import checkpoint, controls, evalset, toy, unlock
 from locking import unlock_report as report
-from locking.train import FINETUNE_METHODS, Checkpointing
+from locking.train import FINETUNE_METHODS, Checkpointing, check_training_flags
 from locking.unlock_plot import plot
 
 log = logging.getLogger(__name__)
@@ -78,6 +79,10 @@ class Config(ModelOptions, ModelKindOptions, DataOptions, ExecutionOptions, Outp
     lora_r: int = opt(8, "LoRA rank")
     lora_alpha: int = opt(16, "LoRA alpha")
     dtype: str | None = opt(None, "float32 or bfloat16 autocast (default: the lock's)")
+    grad_accum: int = opt(1, "split each batch into this many micro-batches whose gradients accumulate (the same "
+                          "step, less memory; halved further on out-of-memory errors)", hash_if_set=True)
+    grad_checkpointing: bool = opt(False, "gradient checkpointing: recompute activations in the backward pass (less "
+                                   "memory, the same gradients)", ui=True)
     many: int = opt(64, "control many: number of varied weak samples (same number of steps)")
     average_m: int = opt(3, "control average: runs whose weights are averaged")
     noise_scales: tuple[float, ...] = opt((0.0, 0.02, 0.05, 0.1, 0.2, 0.3), "control noise: relative noise scales")
@@ -109,6 +114,10 @@ class Config(ModelOptions, ModelKindOptions, DataOptions, ExecutionOptions, Outp
             raise ValueError("--n-eval must be 0 (all) or at least 2")
         if not 0 < self.select_fraction < 1:
             raise ValueError("--select-fraction must be in (0, 1)")
+        check_training_flags(self)
+        if self.device_map is not None:
+            raise ValueError(f"--device-map {self.device_map}: unlock keeps copies of the weights for its controls; "
+                             "it runs on one device (--device)")
 
 
 def _params(cfg: Config, lock: dict[str, Any]) -> unlock.UnlockParams:
@@ -119,7 +128,8 @@ def _params(cfg: Config, lock: dict[str, Any]) -> unlock.UnlockParams:
         lora_alpha=cfg.lora_alpha, freeze_embeddings=tr["freeze_embeddings"],
         bf16=(cfg.dtype or tr["dtype"]) == "bfloat16", loss=tr.get("loss", "vocab"), many=cfg.many, average_m=cfg.average_m,
         noise_scales=cfg.noise_scales, scale_factors=cfg.scale_factors, relock_rounds=cfg.relock_rounds,
-        relock_steps=cfg.relock_steps, large_n=cfg.large_n, large_epochs=cfg.large_epochs)
+        relock_steps=cfg.relock_steps, large_n=cfg.large_n, large_epochs=cfg.large_epochs, grad_accum=cfg.grad_accum,
+        grad_checkpointing=cfg.grad_checkpointing)
 
 
 _KEYS = {"weak": (), "strong": (), "many": ("many",), "average": ("average_m",), "masked": (), "noise": ("noise_scales",),
@@ -140,7 +150,8 @@ def run_key(method: str, seed: int, p: unlock.UnlockParams, weight_hash: str, cf
 
 def _context(cfg: Config, locked: checkpoint.Locked, p: unlock.UnlockParams) -> unlock.Context:
     meta = locked.meta
-    hf, tok = checkpoint.load(locked)
+    hf, tok = checkpoint.load(locked)  # checked against its recorded hash on the CPU, then moved
+    hf = hf.to(execution.resolve_device(cfg.device))
     toy.ensure_task()
     t = meta["task"]
     fields = t.get("fields")
@@ -208,6 +219,7 @@ def _run(cfg: Config) -> Path:
     locked = checkpoint.read(cfg.model)
     p = _params(cfg, locked.meta)
     out = Path(cfg.out)
+    execution.check(cfg)  # a device this machine does not have fails before anything loads
     torch.set_num_threads(resolve_threads(cfg.threads))
     t0 = time.perf_counter()
     ctx = _context(cfg, locked, p)  # checks the task and the lock's question ids before anything is written
@@ -274,8 +286,10 @@ def _run(cfg: Config) -> Path:
         command="unlock", model=ident,
         task=TaskInfo(t["name"], t["split"], len(ctx.es.records), cfg.data_dir or t["data_dir"], None),
         seed=cfg.seed, config=cfg, config_hash=config_hash(cfg),
-        execution=Execution(cfg.device, cfg.dtype or locked.meta["train"]["dtype"], p.batch_size,
-                            resolve_threads(cfg.threads)),
+        execution=execution.execution_record(
+            cfg, placement={**execution.Placement.of(ctx.model).record(),
+                            "dtype": cfg.dtype or locked.meta["train"]["dtype"]},
+            batch_size=p.batch_size, micro_batch_size=ctx.train_report.get("micro_batch_size")),
         timing={**timings, "total": time.perf_counter() - t0})
     mitigation_file = out / "runs" / "relock-mitigation.json"
     results = UnlockResult(

@@ -22,6 +22,9 @@ from typing import Any
 from core.schemas.common import MODEL_KINDS
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
+DEVICE_MAPS = ("auto", "balanced", "sequential")
+QUANTIZATIONS = ("8bit", "4bit")
+AUTO_BATCH = "auto"
 DEFAULT_MODEL = "smollm2-135m-instruct"
 
 
@@ -122,15 +125,22 @@ class TaskOptions(DataOptions):
 
 @dataclass(frozen=True)
 class ExecutionOptions(Options):
-    """Where and how the model runs. None of these change which questions are asked; dtype and device can change
-    the numbers slightly, so they count in the hash, while threads do not."""
+    """Where and how the model runs. None of these change which questions are asked; dtype, device, device map and
+    quantization can change the numbers slightly, so they count in the hash (the last two only when set), while
+    threads do not. `hooks.execution.check` resolves them on the machine before anything loads."""
 
     device: str = opt("auto", "auto (cuda if available, else mps, else cpu), cpu, cuda, cuda:N or mps")
     dtype: str = opt("float32", "model dtype: auto (bfloat16 on CUDA, else float32), float32, bfloat16 or float16")
-    batch_size: int = opt(16, "rows per forward pass (upper bound)")
+    # str first: the command line hands over text; `_check` turns a number into an int ("auto" stays)
+    batch_size: str | int = opt(16, 'rows per forward pass (upper bound), or "auto": start large and halve on '
+                                "out-of-memory errors")
     threads: int = opt(0, "torch CPU threads; 0: every core this process may use", ui=True)
     profile: bool = opt(False, "print how long each phase of a capture took (forward with hooks, lens, "
                         "device-to-host copies, store writes)", ui=True)
+    device_map: str | None = opt(None, "spread the model over every visible CUDA device with accelerate: auto, "
+                                 "balanced or sequential (for models that do not fit one device)", hash_if_set=True)
+    load_in: str | None = opt(None, "load the weights quantized with bitsandbytes: 8bit or 4bit (CUDA only)",
+                              hash_if_set=True)
 
     def _check(self) -> None:
         dev = str(self.device)
@@ -138,10 +148,30 @@ class ExecutionOptions(Options):
             raise ValueError(f"--device must be auto, cpu, cuda, cuda:N or mps, got {self.device!r}")
         if self.dtype is not None and self.dtype not in DTYPES:  # None: a command's own default (e.g. the lock's)
             raise ValueError(f"--dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
-        if self.batch_size is not None and self.batch_size < 1:
-            raise ValueError(f"--batch-size must be >= 1, got {self.batch_size}")
+        if self.batch_size is not None:
+            self._set("batch_size", parse_batch_size(self.batch_size))
         if self.threads < 0:
             raise ValueError(f"--threads must be >= 0, got {self.threads}")
+        if self.device_map is not None and self.device_map not in DEVICE_MAPS:
+            raise ValueError(f"--device-map must be one of {', '.join(DEVICE_MAPS)}, got {self.device_map!r}")
+        if self.load_in is not None:
+            if self.load_in not in QUANTIZATIONS:
+                raise ValueError(f"--load-in must be one of {', '.join(QUANTIZATIONS)}, got {self.load_in!r}")
+            if dev in ("cpu", "mps"):
+                raise ValueError(f"--load-in {self.load_in} (bitsandbytes) needs a CUDA device, not --device {dev}")
+
+
+def parse_batch_size(value: Any) -> int | str:
+    """A `--batch-size` value: a positive int (also given as text) or "auto"; ValueError naming the flag."""
+    if value == AUTO_BATCH:
+        return AUTO_BATCH
+    try:
+        size = int(value) if not isinstance(value, bool) and str(value).strip().lstrip("+").isdigit() else None
+    except (TypeError, ValueError):
+        size = None
+    if size is None or size < 1:
+        raise ValueError(f'--batch-size must be a number >= 1 or "auto", got {value!r}')
+    return size
 
 
 @dataclass(frozen=True)

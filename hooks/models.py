@@ -18,6 +18,7 @@ import logging
 import os
 import shutil
 import socket
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,7 +29,7 @@ import torch
 
 from core.io import atomic_dir as _atomic_dir
 from core.io import write_json
-from core.schemas import ModelIdentity, to_data
+from core.schemas import ModelIdentity, from_data, to_data
 from hooks import execution, hf_compat, tiny
 
 log = logging.getLogger(__name__)
@@ -75,19 +76,34 @@ def model_kind(name: str, path: str | None, tokenizer: Any) -> tuple[str, str]:
 
 
 def n_params(model: torch.nn.Module) -> int:
-    """Number of parameters (a tensor shared by two modules, e.g. tied embeddings, counted once)."""
+    """Number of parameters (a tensor shared by two modules, e.g. tied embeddings, counted once; 4-bit weights
+    counted unpacked, as Hugging Face's `num_parameters` does)."""
+    if getattr(model, "is_loaded_in_4bit", False) and hasattr(model, "num_parameters"):
+        return int(model.num_parameters())
     return sum(p.numel() for p in model.parameters())
 
 
 def identity(hf: Any, tok: Any, *, name: str, source: str, path: str | None, digest: str | None = None,
-             random_init: bool = False) -> ModelIdentity:
-    """The identity of a plain (not yet wrapped) HF model; `digest` skips hashing the weights again."""
+             method: str = "tensors", random_init: bool = False) -> ModelIdentity:
+    """The identity of a plain (not yet wrapped) HF model; `digest` (made by `method`: tensors or files) skips
+    hashing the weights again."""
     kind, kind_source = model_kind(name, path, tok)
     cfg = getattr(hf.config, "text_config", None) or hf.config  # multimodal configs keep the LM's in text_config
+    if digest is None:
+        digest, method = weight_hash(hf), "tensors"
     return ModelIdentity(
-        name=name, source=source, path=path, weight_hash=digest or weight_hash(hf), n_params=n_params(hf),
+        name=name, source=source, path=path, weight_hash=digest, weight_hash_method=method, n_params=n_params(hf),
         kind=kind, kind_source=kind_source, architecture=type(hf).__name__,  # type: ignore[arg-type]
         n_layers=int(cfg.num_hidden_layers), d_model=int(cfg.hidden_size), random_init=random_init)
+
+
+def recorded_identity(provenance: dict[str, Any]) -> ModelIdentity | None:
+    """The model identity a store or generations file recorded (None when it predates recorded identities).
+    Records made before `weight_hash_method` existed hashed the tensors, and read as such."""
+    ident = provenance.get("identity")
+    if not ident:
+        return None
+    return from_data(ModelIdentity, {"weight_hash_method": "tensors", **ident}, "identity")
 
 
 @dataclass
@@ -104,6 +120,7 @@ class LoadedModel:
     random_init: bool = False
     clean_state: dict[str, torch.Tensor] | None = None  # pre-wrap names -> the same (shared) tensors
     identity: ModelIdentity | None = None  # set by `wrap`
+    placement: execution.Placement | None = None  # where it runs (set by `wrap`)
 
     def save(self, path: str | Path) -> Path:
         """Save as a plain HF model directory (weights under their HF names, config, tokenizer)."""
@@ -149,6 +166,7 @@ class LoadedModel:
             "d_model": self.d_model,
             "architecture": type(self.hf_model).__name__,
             "identity": to_data(self.identity) if self.identity is not None else None,
+            "execution": self.placement.record() if self.placement is not None else None,
         }
 
 
@@ -244,6 +262,23 @@ def weight_hash(model: torch.nn.Module) -> str:
 
 
 WEIGHT_FILES = ("*.safetensors", "*.bin", "*.gguf")
+FILE_HASH_MIN_PARAMS = 2_000_000_000
+"""Models above this many parameters are identified by their weight files' hashes (`files_hash`: a Hugging Face
+cache blob is named by its sha256, so nothing is read) instead of by hashing every tensor through the CPU."""
+
+
+def weight_digest(hf: torch.nn.Module, files: str | Path | None, *, quantized: bool = False,
+                  random_init: bool = False) -> tuple[str, str]:
+    """(weight hash, method) of a loaded model: "files" (`files_hash` of the safetensors directory `files`) for a
+    model above `FILE_HASH_MIN_PARAMS` parameters or a quantized one, loaded unchanged from such files; else
+    "tensors" (`weight_hash`). Re-initialised weights are always hashed as tensors (the files are not them)."""
+    from_files = files is not None and not random_init and any(Path(files).glob("*.safetensors"))
+    if from_files and (quantized or n_params(hf) > FILE_HASH_MIN_PARAMS):
+        return files_hash(files), "files"  # type: ignore[arg-type]
+    if quantized:
+        raise ModelError("a quantized model is identified by its weight files: load it from a directory (or the "
+                         "Hugging Face cache) of *.safetensors files")
+    return weight_hash(hf), "tensors"
 
 
 def _sha256_file(path: Path) -> str:
@@ -414,8 +449,10 @@ def _hf_local_cache(hf_id: str) -> Path | None:
         return None
 
 
-def _load_hf_dir(path: str | Path, dtype: torch.dtype) -> tuple[Any, Any]:
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+def _load_hf_dir(path: str | Path, dtype: torch.dtype, **place: Any) -> tuple[Any, Any]:
+    """(tokenizer, model) from a HF directory or id; `place`: from_pretrained's device_map and quantization_config
+    (None: not given)."""
+    from transformers import AutoTokenizer
 
     p = Path(path)
     if p.exists():
@@ -425,10 +462,21 @@ def _load_hf_dir(path: str | Path, dtype: torch.dtype) -> tuple[Any, Any]:
             raise ModelError(f"{p}: no weight files (*.safetensors or *.bin) in the checkpoint directory")
     try:
         tok = AutoTokenizer.from_pretrained(path)
-        hf = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
     except Exception as exc:  # noqa: BLE001 - re-raised with context
         raise ModelError(f"could not load checkpoint {path}: {type(exc).__name__}: {exc}") from exc
-    return tok, hf
+    return tok, _from_pretrained(path, dtype, place)
+
+
+def _from_pretrained(path: str | Path, dtype: torch.dtype, place: dict[str, Any]) -> Any:
+    from transformers import AutoModelForCausalLM
+
+    kwargs = {k: v for k, v in place.items() if v is not None}
+    try:
+        return AutoModelForCausalLM.from_pretrained(path, dtype=dtype, **kwargs)
+    except Exception as exc:  # noqa: BLE001 - re-raised with context
+        if execution.is_oom(exc):
+            raise
+        raise ModelError(f"could not load checkpoint {path}: {type(exc).__name__}: {exc}") from exc
 
 
 def _reinit(hf: torch.nn.Module, seed: int) -> None:
@@ -443,12 +491,15 @@ def _reinit(hf: torch.nn.Module, seed: int) -> None:
                 module.weight.fill_(0.0 if gemma_style else 1.0)
 
 
-def wrap(hf: Any, tok: Any, *, name: str, source: str, path: str | None, random_init: bool = False) -> LoadedModel:
+def wrap(hf: Any, tok: Any, *, name: str, source: str, path: str | None, random_init: bool = False,
+         digest: tuple[str, str] | None = None, placement: execution.Placement | None = None) -> LoadedModel:
     """Wrap a loaded HF causal LM in a TransformerBridge.
 
     The bridge rewires the HF module tree in place (no copy of the weights): after this call `hf.state_dict()`
     has bridge names and `save_pretrained` no longer works, so the weight hash is taken before wrapping and
-    checkpoints are saved from a model that was never wrapped (see `load_hf`).
+    checkpoints are saved from a model that was never wrapped (see `load_hf`). `digest` is (hash, method) when
+    the caller has it (`HFModel.digest`), else the tensors are hashed; `placement` is where the model is (a model
+    spread by a device map keeps its placement: the bridge takes it over from `hf_device_map`).
     """
     from transformer_lens.model_bridge import TransformerBridge
 
@@ -456,11 +507,13 @@ def wrap(hf: Any, tok: Any, *, name: str, source: str, path: str | None, random_
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     tok.padding_side = "left"
-    digest = weight_hash(hf)
-    ident = identity(hf, tok, name=name, source=source, path=path, digest=digest, random_init=random_init)
+    digest, method = digest if digest is not None else (weight_hash(hf), "tensors")
+    placement = placement if placement is not None else execution.Placement.of(hf)
+    ident = identity(hf, tok, name=name, source=source, path=path, digest=digest, method=method,
+                     random_init=random_init)
     clean_state = hf.state_dict()  # tensors share storage with the parameters, so they follow training
     boot_name = path if path is not None else name
-    bridge = TransformerBridge.boot_transformers(boot_name, hf_model=hf, tokenizer=tok, device=str(hf.device))
+    bridge = TransformerBridge.boot_transformers(boot_name, hf_model=hf, tokenizer=tok, device=str(placement.device))
     hf_compat.patch_bridge_cache(bridge)  # the KV cache reaches attention on every allowed transformers release
     return LoadedModel(
         name=name,
@@ -473,6 +526,7 @@ def wrap(hf: Any, tok: Any, *, name: str, source: str, path: str | None, random_
         random_init=random_init,
         clean_state=clean_state,
         identity=ident,
+        placement=placement,
     )
 
 
@@ -497,46 +551,84 @@ def save_checkpoint(
 
 @dataclass
 class HFModel:
-    """A plain Hugging Face model (never wrapped: trainable and savable) and where it came from."""
+    """A plain Hugging Face model (never wrapped: trainable and savable), where it came from and where it runs."""
 
     model: Any
     tokenizer: Any
     source: str
     path: str | None
+    placement: execution.Placement | None = None
+    files: Path | None = None  # the directory of its weight files (None: built in code, or not on this disk)
+    random_init: bool = False
+    known_digest: tuple[str, str] | None = None  # (hash, method) taken before quantizing a model built in code
+
+    def digest(self) -> tuple[str, str]:
+        """(weight hash, method): see `weight_digest`."""
+        if self.known_digest is None:
+            quantized = self.placement is not None and self.placement.load_in is not None
+            self.known_digest = weight_digest(self.model, self.files, quantized=quantized,
+                                              random_init=self.random_init)
+        return self.known_digest
 
 
 def load_hf(
     name: str, *, dtype: torch.dtype | str = torch.float32, device: torch.device | str = "cpu",
-    random_init: bool = False, seed: int = 0,
+    random_init: bool = False, seed: int = 0, device_map: str | None = None, load_in: str | None = None,
 ) -> HFModel:
     """Load a plain HF causal LM by embedded name, tiny test name, local directory or Hugging Face id, onto
     `device` ("auto", "cpu", "cuda[:N]", "mps") in `dtype` (a torch dtype or a name, "auto" included).
 
-    `random_init=True` keeps the architecture and tokenizer but re-initialises the weights (the control model).
+    `device_map` ("auto", "balanced", "sequential") spreads the weights over every visible CUDA device with
+    accelerate (on a machine without CUDA: all on the CPU); `load_in` ("8bit", "4bit") quantizes them with
+    bitsandbytes (CUDA only). Both are checked before anything loads (ValueError naming the flag). A single CUDA
+    device gets the weights straight from the files; the CPU and MPS load as before (CPU, then moved).
+    `random_init=True` keeps the architecture and tokenizer but re-initialises the weights (the control model): on
+    the CPU before they move, so the control's weights do not depend on the device (with a device map they are
+    drawn where they lie); not with `load_in`.
     """
-    device = execution.resolve_device(device) if isinstance(device, str) else device
-    dtype = execution.resolve_dtype(dtype, device) if isinstance(dtype, str) else dtype
+    device = execution.resolve_device(device)
+    dtype = execution.resolve_dtype(dtype, device)
+    execution.check_device_map(device_map, "auto" if device_map is not None else str(device), device)
+    execution.check_quantization(load_in, device)
+    if random_init and load_in is not None:
+        raise ModelError(f"--load-in {load_in}: the random-init control re-initialises full-precision weights; run "
+                         "it without --load-in (or use the shuffled control)")
+    quant = execution.quantization_config(load_in, dtype)
+    dispatched = device_map is not None or quant is not None
+    direct = device.type == "cuda" and not random_init  # weights straight onto the one GPU
+    place: dict[str, Any] = {"quantization_config": quant,
+                             "device_map": device_map or ({"": execution.device_name(device)} if dispatched or direct
+                                                          else None)}
+    known = None
+    files: Path | None = None
     if name in tiny.TINY_MODELS:
         hf, tok = tiny.build(name, seed=seed)
         path, source = None, "tiny"
+        if dispatched:  # through from_pretrained, as a model from files would be
+            known = weight_digest(hf, None) if quant is not None else None
+            with tempfile.TemporaryDirectory(prefix="gaplens-tiny-") as tmp:
+                hf.save_pretrained(tmp)
+                hf = _from_pretrained(tmp, dtype, place)
     elif name in EMBEDDED:
         spec = EMBEDDED[name]
         local = _hf_local_cache(spec.hf_id) if os.environ.get("GAPLENS_IGNORE_HF_CACHE") != "1" else None
         path = str(local if local is not None else _dequantize_to_cache(name, spec))
-        tok, hf = _load_hf_dir(path, dtype)
-        source = "hf-cache" if local is not None else "embedded"
+        tok, hf = _load_hf_dir(path, dtype, **place)
+        source, files = ("hf-cache" if local is not None else "embedded"), Path(path)
     elif Path(name).exists():
         path, source = str(Path(name).resolve()), "local"
-        tok, hf = _load_hf_dir(path, dtype)
+        tok, hf = _load_hf_dir(path, dtype, **place)
+        files = Path(path)
     elif "/" in name and not name.startswith((".", "/")):
         path, source = name, "hf"
         try:
-            tok, hf = _load_hf_dir(name, dtype)
+            tok, hf = _load_hf_dir(name, dtype, **place)
         except ModelError as exc:
             raise ModelError(
                 f"{exc}\nNo such local path either. Available names: {', '.join(available_models())}, "
                 "a local HF model directory, or a Hugging Face id (needs the hub or the local HF cache)."
             ) from exc
+        files = _hf_local_cache(name)  # where the hub's files landed (no network)
     else:
         raise ModelError(
             f"unknown model '{name}': not a registered name and no such path. "
@@ -547,7 +639,11 @@ def load_hf(
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     tok.padding_side = "left"
-    return HFModel(hf.to(device=device, dtype=dtype).eval(), tok, source, path)
+    if not dispatched:
+        hf = hf.to(device=device, dtype=dtype)
+    placement = execution.Placement.of(hf, device_map=device_map, load_in=load_in,
+                                       dtype=dtype if load_in is not None else None)
+    return HFModel(hf.eval(), tok, source, path, placement, files, random_init, known)
 
 
 def describe(name: str, *, digest: str | None = None, random_init: bool = False, seed: int = 0) -> ModelIdentity:
@@ -565,7 +661,11 @@ def load_model(
     device: torch.device | str = "cpu",
     random_init: bool = False,
     seed: int = 0,
+    device_map: str | None = None,
+    load_in: str | None = None,
 ) -> LoadedModel:
-    """`load_hf` then `wrap`: the model as a TransformerBridge with its tokenizer and weight hash."""
-    m = load_hf(name, dtype=dtype, device=device, random_init=random_init, seed=seed)
-    return wrap(m.model, m.tokenizer, name=name, source=m.source, path=m.path, random_init=random_init)
+    """`load_hf` then `wrap`: the model as a TransformerBridge with its tokenizer, weight hash and placement."""
+    m = load_hf(name, dtype=dtype, device=device, random_init=random_init, seed=seed, device_map=device_map,
+                load_in=load_in)
+    return wrap(m.model, m.tokenizer, name=name, source=m.source, path=m.path, random_init=random_init,
+                digest=m.digest(), placement=m.placement)

@@ -34,7 +34,8 @@ def noisy(state: Mapping[str, torch.Tensor], scale: float, seed: int) -> State:
         if not w.is_floating_point() or w.numel() == 0:
             continue
         rms = w.float().pow(2).mean().sqrt()
-        noise = torch.randn(w.shape, generator=gen, dtype=torch.float32) * (scale * rms)
+        noise = torch.randn(w.shape, generator=gen, dtype=torch.float32).to(w.device) * (scale * rms)  # drawn on
+        # the CPU: the same noise whatever device the weights are on
         out[name] = (w.float() + noise).to(w.dtype)
     return out
 

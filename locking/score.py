@@ -3,12 +3,13 @@
 A question is encoded once per condition as its prompt tokens plus the first token of each displayed continuation
 (letter " A".. for letter variants, " option text" for option variants). Batches are length-sorted and left padded,
 with position ids counted from each row's first real token, so a row scores the same whatever it is batched with.
+Inputs go to the model's device (its input embedding's), bf16 autocast runs on that device, and the log-probs come
+back to the CPU.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +18,7 @@ import torch
 from jaxtyping import Float
 
 from eval.variants import Prompt, to_text
+from hooks.execution import autocast, find_batch_size
 from hooks.forward import first_token_ids, pad_left, position_ids
 
 
@@ -46,9 +48,14 @@ def batch_inputs(seqs: Sequence[Sequence[int]], pad_id: int) -> dict[str, torch.
     return {"input_ids": ids, "attention_mask": mask, "position_ids": position_ids(mask)}
 
 
-def autocast(bf16: bool) -> Any:
-    """bf16 autocast on CPU when asked, else a no-op context."""
-    return torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else nullcontext()
+def model_device(model: Any) -> torch.device:
+    """Where a HF model's inputs go: the device of its input embedding (the first device of a spread model)."""
+    return model.get_input_embeddings().weight.device
+
+
+def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    """The tensors of a batch on `device` (nothing is copied when they are there already)."""
+    return {k: v.to(device) for k, v in batch.items()}
 
 
 def length_batches(lengths: Sequence[int], batch_size: int, max_tokens: int) -> list[list[int]]:
@@ -73,23 +80,35 @@ def choice_logprobs(
     max_tokens: int = 8192,
     bf16: bool = False,
 ) -> Float[np.ndarray, "n choices"]:
-    """Full-vocabulary log-probabilities of each continuation's first token at the answer position (nan-padded)."""
+    """Full-vocabulary log-probabilities of each continuation's first token at the answer position (nan-padded).
+    A batch that runs out of device memory is split in halves (and so are the batches after it): rows score the
+    same whatever they are batched with."""
     n_c = max((len(e.choice_ids) for e in encoded), default=0)
     out = np.full((len(encoded), n_c), np.nan, dtype=np.float32)
     was_training = model.training
+    device = model_device(model)
+    size = batch_size
+
+    def run(idx: list[int], part: int) -> None:
+        for start in range(0, len(idx), part):
+            rows = idx[start : start + part]
+            inputs = to_device(batch_inputs([encoded[i].ids for i in rows], pad_id), device)
+            with autocast(device, bf16):
+                logits = model(**inputs, logits_to_keep=1).logits[:, -1, :].float()
+            logp = torch.log_softmax(logits, dim=-1)
+            cids = torch.zeros((len(rows), n_c), dtype=torch.long)
+            valid = torch.zeros((len(rows), n_c), dtype=torch.bool)
+            for row, i in enumerate(rows):
+                cids[row, : len(encoded[i].choice_ids)] = torch.tensor(encoded[i].choice_ids)
+                valid[row, : len(encoded[i].choice_ids)] = True
+            picked = logp.gather(1, cids.to(logp.device)).cpu()
+            out[rows] = picked.masked_fill(~valid, float("nan")).numpy()
+
     model.eval()
     try:
         for idx in length_batches([len(e.ids) for e in encoded], batch_size, max_tokens):
-            inputs = batch_inputs([encoded[i].ids for i in idx], pad_id)
-            with autocast(bf16):
-                logits = model(**inputs, logits_to_keep=1).logits[:, -1, :].float()
-            logp = torch.log_softmax(logits, dim=-1)
-            cids = torch.zeros((len(idx), n_c), dtype=torch.long)
-            valid = torch.zeros((len(idx), n_c), dtype=torch.bool)
-            for row, i in enumerate(idx):
-                cids[row, : len(encoded[i].choice_ids)] = torch.tensor(encoded[i].choice_ids)
-                valid[row, : len(encoded[i].choice_ids)] = True
-            out[idx] = logp.gather(1, cids).masked_fill(~valid, float("nan")).numpy()
+            _, size = find_batch_size(lambda part, idx=idx: run(idx, part), min(size, len(idx)),
+                                      what="scoring batch size")
     finally:
         model.train(was_training)
     return out

@@ -1,7 +1,10 @@
 """A small seeded trainer: full fine-tuning or LoRA (peft), loss on answer tokens only, soft or hard targets.
 
 `train(model, items, params)` runs `params.steps` AdamW steps over batches drawn from a seeded permutation of the
-items (a fresh permutation each pass). The loss at an item's first answer token is the cross-entropy between its
+items (a fresh permutation each pass), on the model's device (its input embedding's; a model spread by a device map
+trains where it lies), bf16 autocast on that device when asked. A batch may run as several micro-batches whose
+gradients accumulate (`micro_batch_size`, halved after an out-of-memory error by `hooks.execution.find_batch_size`):
+each micro-batch's loss is weighted by its share of the batch's answer tokens, so the step is the whole batch's. The loss at an item's first answer token is the cross-entropy between its
 target distribution over the option tokens and the model's full-vocabulary prediction; any further masked tokens get
 the usual token cross-entropy. Positions outside `loss_mask` never contribute.
 """
@@ -20,8 +23,9 @@ import torch
 from tqdm.auto import tqdm
 
 from core.io import atomic_write
+from hooks.execution import autocast, find_batch_size
 from locking.data import TrainItem
-from locking.score import autocast, batch_inputs
+from locking.score import batch_inputs, model_device, to_device
 
 log = logging.getLogger(__name__)
 
@@ -46,12 +50,28 @@ class TrainParams:
     grad_clip: float | None = 1.0
     bf16: bool = False
     loss: str = "vocab"
+    micro_batch_size: int | None = None  # rows per forward/backward pass (None: the whole batch); halved on OOM
+    grad_checkpointing: bool = False  # recompute activations in the backward pass (less memory, same gradients)
 
     def __post_init__(self) -> None:
         if self.steps < 0 or self.batch_size < 1 or not self.lr > 0:
             raise ValueError(f"need steps >= 0, batch_size >= 1 and lr > 0; got {self}")
+        if self.micro_batch_size is not None and self.micro_batch_size < 1:
+            raise ValueError(f"micro_batch_size must be >= 1, got {self.micro_batch_size}")
         if self.loss not in LOSSES:
             raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
+
+
+def check_training_flags(cfg: Any) -> None:
+    """The execution flags training accepts: a numeric batch size (a hyperparameter: out-of-memory errors split
+    it into micro-batches instead), no quantized weights; `--grad-accum` within the batch size."""
+    if not isinstance(cfg.batch_size, int) and cfg.batch_size is not None:
+        raise ValueError(f"--batch-size {cfg.batch_size}: training needs a number (the step's batch; out-of-memory "
+                         "errors split it into gradient-accumulated micro-batches, see --grad-accum)")
+    if cfg.load_in is not None:
+        raise ValueError(f"--load-in {cfg.load_in}: training needs full-precision weights")
+    if cfg.grad_accum < 1 or (cfg.batch_size is not None and cfg.grad_accum > cfg.batch_size):
+        raise ValueError(f"--grad-accum must be between 1 and --batch-size, got {cfg.grad_accum}")
 
 
 def collate(items: Sequence[TrainItem], pad_id: int) -> dict[str, torch.Tensor]:
@@ -120,6 +140,30 @@ def _batches(n: int, batch_size: int, rng: np.random.Generator) -> Iterator[list
         perm = rng.permutation(n).tolist()
         for start in range(0, n, batch_size):
             yield perm[start : start + batch_size]
+
+
+def micro_step(model: Any, parts: Sequence[dict[str, torch.Tensor]], params: TrainParams) -> torch.Tensor | None:
+    """Forward and backward passes of one batch given as micro-batches (`collate` outputs), gradients accumulated
+    and each loss weighted by its share of the batch's answer tokens; the batch's loss, or None when no part
+    has an answer token (then nothing ran)."""
+    total = sum(int(b["rows"].numel()) for b in parts)
+    if total == 0:
+        return None
+    device = model_device(model)
+    value = None
+    for part in parts:
+        n = int(part["rows"].numel())
+        if n == 0:
+            continue
+        part = to_device(part, device)
+        with autocast(device, params.bf16):
+            logits = batch_logits(model, part)
+        loss = answer_loss(logits, to_device(part, logits.device), params.loss)
+        if len(parts) > 1:
+            loss = loss * (n / total)
+        loss.backward()
+        value = loss.detach() if value is None else value + loss.detach()
+    return value
 
 
 def prepare(model: Any, method: str, *, lora_r: int = 8, lora_alpha: int = 16, freeze_embeddings: bool = False,
@@ -210,6 +254,7 @@ def train(
     progress: bool = True,
     checkpoint: Checkpointing | None = None,
     state: dict[str, Any] | None = None,
+    report: dict[str, Any] | None = None,
 ) -> list[float]:
     """Train `model` in place for `params.steps` steps; returns the loss of each step.
 
@@ -217,7 +262,8 @@ def train(
     the state is saved every `checkpoint.every` steps and a rerun resumes from the last save to the same final
     weights as an uninterrupted run (the batches of the finished steps are drawn again and skipped); the file is
     removed when training finishes. `state`, a dict the caller's `on_step` keeps its own progress in (e.g. an
-    evaluation curve), is saved with the checkpoint and restored in place on resume.
+    evaluation curve), is saved with the checkpoint and restored in place on resume. `report` (when given)
+    receives "micro_batch_size": the rows per forward pass the run ended with (smaller after out-of-memory errors).
     """
     if not items:
         raise ValueError("no training items")
@@ -231,27 +277,33 @@ def train(
     done, losses = _load_checkpoint(checkpoint, model, opt, sched, state) if checkpoint else (0, [])
     for _ in range(done):
         next(batches)
+    micro = min(params.micro_batch_size or params.batch_size, params.batch_size)
+
+    def step_fn(idx: list[int], size: int) -> torch.Tensor | None:
+        opt.zero_grad(set_to_none=True)  # a failed attempt leaves no gradient behind
+        parts = [collate([items[i] for i in idx[k : k + size]], pad_id) for k in range(0, len(idx), size)]
+        return micro_step(model, parts, params)
+
+    if params.grad_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     model.train()
     bar = tqdm(total=params.steps, initial=done, desc=desc, unit="step", disable=not progress, leave=False)
     try:
         for step in range(done + 1, params.steps + 1):
-            batch = collate([items[i] for i in next(batches)], pad_id)
-            if batch["rows"].numel() == 0:  # every answer token masked out: nothing to learn, no optimizer step
+            idx = next(batches)
+            loss, micro = find_batch_size(lambda size, idx=idx: step_fn(idx, size), min(micro, len(idx)),
+                                          what=f"{desc} micro-batch size")
+            if loss is None:  # every answer token masked out: nothing to learn, no optimizer step
                 losses.append(0.0)
                 bar.update(1)
                 if on_step is not None and on_step(step, 0.0):
                     break
                 continue
-            with autocast(params.bf16):
-                logits = batch_logits(model, batch)
-            loss = answer_loss(logits, batch, params.loss)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
             if params.grad_clip:
                 torch.nn.utils.clip_grad_norm_(trainable, params.grad_clip)
             opt.step()
             sched.step()
-            value = float(loss.detach())
+            value = float(loss)
             if not math.isfinite(value):
                 raise FloatingPointError(f"{desc}: loss is {value} at step {step}; lower the learning rate")
             losses.append(value)
@@ -264,6 +316,10 @@ def train(
     finally:
         bar.close()
         model.eval()
+        if params.grad_checkpointing:
+            model.gradient_checkpointing_disable()
+    if report is not None:
+        report["micro_batch_size"] = min(micro, report.get("micro_batch_size") or micro)
     if checkpoint is not None:
         checkpoint.path.unlink(missing_ok=True)
     return losses

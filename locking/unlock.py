@@ -63,6 +63,8 @@ class UnlockParams:
     relock_steps: int = 100
     large_n: int = 128
     large_epochs: int = 2
+    grad_accum: int = 1  # micro-batches per batch (gradients accumulated; halved further on out-of-memory errors)
+    grad_checkpointing: bool = False  # recompute activations in the backward pass (less memory)
 
     @property
     def steps_per_epoch(self) -> int:
@@ -91,6 +93,7 @@ class Context:
     progress: bool = True
     bf16: bool = False
     _relock_items: list[data.TrainItem] = field(default_factory=list)
+    train_report: dict[str, Any] = field(default_factory=dict)  # what training settled on (micro_batch_size)
     final: State | None = None  # the final weights of the last run that trained (set by every curve method)
     checkpoint: Checkpointing | None = None  # the run's training checkpoints (path prefix, every, run key)
     _n_finetunes: int = 0
@@ -184,11 +187,12 @@ def finetune(ctx: Context, p: UnlockParams, start: State, items: Sequence[data.T
             kept["points"].append(point(ctx, model, round(step / spe, 3), answers=kept["answers"]))
             model.train()
 
-    params = TrainParams(steps=steps, lr=lr or p.lr, batch_size=batch_size or p.batch_size, seed=seed, bf16=p.bf16,
-                         loss=p.loss)
+    bs = batch_size or p.batch_size
+    params = TrainParams(steps=steps, lr=lr or p.lr, batch_size=bs, seed=seed, bf16=p.bf16, loss=p.loss,
+                         micro_batch_size=-(-bs // p.grad_accum), grad_checkpointing=p.grad_checkpointing)
     if steps:
         train(model, items, params, pad_id=ctx.tok.pad_token_id, on_step=on_step, desc=desc, progress=ctx.progress,
-              checkpoint=ctx.next_checkpoint(), state=kept)
+              checkpoint=ctx.next_checkpoint(), state=kept, report=ctx.train_report)
     plain = unwrap(model)
     ctx.model = plain
     if last is not None:

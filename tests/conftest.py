@@ -11,13 +11,17 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 torch.set_num_threads(1)
+TEST_DEVICE = os.environ.get("GAPLENS_TEST_DEVICE", "cpu")
+"""Where `tiny_model` runs: cpu by default; `GAPLENS_TEST_DEVICE=cuda pytest -m numerics` runs the numerics tests
+(bridge == HF, shared prefix == whole sequences, lens == logits, generation == an argmax loop) on a GPU
+(benchmarks/gpu_check.sh)."""
 
 
 @pytest.fixture(scope="session")
 def tiny_model():
     from hooks.models import load_model
 
-    return load_model("tiny-llama")
+    return load_model("tiny-llama", device=TEST_DEVICE)
 
 
 @pytest.fixture(autouse=True)

@@ -123,7 +123,7 @@ def test_option_rows_equal_whole_sequences_at_any_batch_size(tiny_model, tmp_pat
     layers = list(range(tiny_model.n_layers + 1))
     whole = [cap.hooked_forward(tiny_model, [r.ids], layers=layers, n_cont=[r.n_cont]) for r in opt_rows]
     ref_lp = np.array([w.logprob_sum[0].item() for w in whole])
-    ref_resid = np.stack([w.resid[0].numpy() for w in whole])
+    ref_resid = np.stack([w.resid[0].cpu().numpy() for w in whole])
     for path in (one, many):
         with Store(path) as s:
             opt = ~s.mask(lettered=True)

@@ -55,7 +55,7 @@ def test_cli_diff_smoke(tiny_checkpoints, tmp_path, capsys):
     assert "a->b" in printed and "probe trained on a/pw" in printed
     result = DiffResult.read(out / "results.json")
     doc = to_data(result)  # the JSON values (NaN as None)
-    assert result.schema_id() == "gaplens.diff/2" and doc["conditions"] == ["nopw", "pw"]
+    assert result.schema_id() == "gaplens.diff/3" and doc["conditions"] == ["nopw", "pw"]
     ids = {lab: c.identity for lab, c in result.checkpoints.items()}
     assert ids["a"].weight_hash == ids["c"].weight_hash and result.header.model == ids["a"]
     assert ids["a"].kind == "instruct" and ids["a"].n_params > 0  # a local copy of tiny-llama (chat template)

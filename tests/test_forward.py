@@ -20,7 +20,7 @@ def test_resid_equals_hf_hidden_states_with_left_padding(tiny_model):
     out = cap.hooked_forward(tiny_model, seqs, layers=layers)
     for i, s in enumerate(seqs):  # each row alone, no padding, through plain HF
         with torch.no_grad():
-            ref = tiny_model.hf_model(torch.tensor([s]), output_hidden_states=True)
+            ref = tiny_model.hf_model(torch.tensor([s], device=tiny_model.device), output_hidden_states=True)
         for layer in range(tiny_model.n_layers):
             assert torch.allclose(out.resid[i, layer], ref.hidden_states[layer][0, -1], atol=1e-4)
         # the last stored layer is resid_post BEFORE the final norm; HF's last hidden state is after it
@@ -35,7 +35,7 @@ def test_choice_logits_and_lens_last_layer_equal_model_logits(tiny_model):
     out = cap.hooked_forward(tiny_model, seqs, layers=list(range(tiny_model.n_layers + 1)), choice_ids=choice)
     with torch.no_grad():
         for i, s in enumerate(seqs):
-            ref = tiny_model.hf_model(torch.tensor([s])).logits[0, -1, choice[i]]
+            ref = tiny_model.hf_model(torch.tensor([s], device=tiny_model.device)).logits[0, -1, choice[i]].cpu()
             assert torch.allclose(out.last_logits[i, 0], ref, atol=1e-4)
     lens = cap.logit_lens(tiny_model, out.resid, choice)
     assert lens.shape == (2, tiny_model.n_layers + 1, 4)
@@ -52,7 +52,7 @@ def test_option_logprob_matches_manual_sum(tiny_model):
     out = cap.hooked_forward(tiny_model, seqs, layers=[0], n_cont=[len(c) for c in conts])
     for i, (s, c) in enumerate(zip(seqs, conts, strict=True)):
         with torch.no_grad():
-            logp = torch.log_softmax(tiny_model.hf_model(torch.tensor([s])).logits[0], -1)
+            logp = torch.log_softmax(tiny_model.hf_model(torch.tensor([s], device=tiny_model.device)).logits[0], -1)
         manual = sum(float(logp[len(prefix) - 1 + k, t]) for k, t in enumerate(c))
         assert abs(float(out.logprob_sum[i]) - manual) < 1e-4
 

@@ -31,7 +31,7 @@ def argmax_loop(model, ids: list[int], steps: int) -> list[int]:
     """Reference: full forward passes through the bridge, no cache, no padding, argmax each step."""
     seq, out = list(ids), []
     for _ in range(steps):
-        t = int(model.bridge(torch.tensor([seq]))[0, -1].argmax())
+        t = int(model.bridge(torch.tensor([seq], device=model.device))[0, -1].argmax())
         out.append(t)
         seq.append(t)
     return out

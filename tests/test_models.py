@@ -11,7 +11,7 @@ from hooks.models import ModelError, available_models, load_hf, load_model, weig
 @pytest.mark.numerics
 def test_bridge_logits_equal_hf_logits(tiny_model):
     tok = tiny_model.tokenizer
-    enc = tok(["What is the capital of France?", "Answer: A"], return_tensors="pt", padding=True)
+    enc = tok(["What is the capital of France?", "Answer: A"], return_tensors="pt", padding=True).to(tiny_model.device)
     with torch.no_grad():
         bridge = tiny_model.bridge(enc.input_ids, attention_mask=enc.attention_mask)
         hf = tiny_model.hf_model(**enc).logits

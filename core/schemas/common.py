@@ -38,7 +38,10 @@ class ModelIdentity:
     name: str  # the model as given to the command: an embedded name, a Hugging Face id or a directory
     source: str  # where the weights were loaded from: embedded, hf-cache, hf, local or tiny (built in code)
     path: str | None  # the directory the weights were read from (null for models built in code)
-    weight_hash: str  # sha256 over parameter names, shapes, dtypes and bytes (first 16 hex digits)
+    weight_hash: str  # first 16 hex digits of a sha256: over parameter names, shapes, dtypes and bytes
+    # (method "tensors"), or over the weight files' names and sha256s (method "files")
+    weight_hash_method: str  # tensors (small models, random-init controls) or files (models above 2e9 parameters
+    # or quantized, loaded from weight files: their bytes are never read through the CPU as tensors)
     n_params: int  # number of parameters (tied weights counted once)
     kind: ModelKind  # base, instruct or fine-tuned
     kind_source: KindSource  # how `kind` was decided: the --model-kind flag; a lock or unlock record in the
@@ -71,12 +74,19 @@ class TaskInfo:
 
 @dataclass(frozen=True)
 class Execution:
-    """Where and how the model ran."""
+    """Where and how the model ran, as resolved on the machine (never the flag's "auto")."""
 
-    device: str  # the device asked for (--device: auto, cpu, cuda, cuda:N, mps)
-    dtype: str | None  # model dtype asked for (--dtype); null when the command runs no model
-    batch_size: int | None  # rows per forward pass, or the training batch size; null when not applicable
+    device: str  # the device the model ran on (cpu, cuda:0, mps); with a device map, its input embedding's
+    # device; "cpu" for commands that run no model
+    dtype: str | None  # the dtype the model computed in (float32, bfloat16, float16); null when no model ran
+    batch_size: int | str | None  # rows per forward pass, or the training batch size; "auto" when the run chose
+    # it (halving on out-of-memory errors); null when not applicable
+    micro_batch_size: int | None  # training: rows per forward and backward pass (a batch is split into
+    # gradient-accumulated parts of this size; the smallest any run used); null when the command trains nothing
     threads: int  # torch CPU threads used
+    device_map: str | None  # --device-map the model was spread with (auto, balanced, sequential); null: one device
+    devices: list[str]  # every device that held model weights (one unless a device map spread them)
+    load_in: str | None  # weight quantization (8bit or 4bit, bitsandbytes); null: full weights
 
 
 @dataclass(frozen=True)

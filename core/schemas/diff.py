@@ -145,7 +145,7 @@ class DiffResult(Result):
     """`cli.py diff`: checkpoints of one architecture compared on the same questions."""
 
     SCHEMA = "gaplens.diff"
-    VERSION = 2
+    VERSION = 3
 
     header: RunHeader  # the run; header.model is the reference checkpoint a
     checkpoints: dict[str, Checkpoint]  # label -> checkpoint (base, a, b, c...)

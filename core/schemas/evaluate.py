@@ -160,7 +160,7 @@ class EvalResult(Result):
     """`cli.py eval`: a model on a task under a set of prompt variants."""
 
     SCHEMA = "gaplens.eval"
-    VERSION = 2
+    VERSION = 3
 
     header: RunHeader  # the run
     store: str  # the capture store in the run directory

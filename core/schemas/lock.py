@@ -81,7 +81,7 @@ class LockResult(Result):
     """`cli.py lock`: a password-locked model (strong answers with the password, a weak policy without it)."""
 
     SCHEMA = "gaplens.lock-run"
-    VERSION = 2
+    VERSION = 3
 
     header: RunHeader  # the run; header.model is the locked checkpoint (kind fine-tuned)
     base_model: ModelIdentity  # the model that was locked

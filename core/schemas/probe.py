@@ -121,7 +121,7 @@ class ProbeResult(Result):
     prompted accuracy; every best-of-k chosen on train questions and reported on held-out test questions."""
 
     SCHEMA = "gaplens.probe"
-    VERSION = 2
+    VERSION = 3
 
     header: RunHeader  # the run
     captures: list[Capture]  # the stores read (the model's, then the random-init control's)

@@ -28,7 +28,7 @@ class TransferResult(Result):
     questions; layers chosen on train cross-validation only."""
 
     SCHEMA = "gaplens.transfer"
-    VERSION = 2
+    VERSION = 3
 
     header: RunHeader  # the run (model and task from the eval store)
     store: str  # the eval store read

@@ -146,7 +146,7 @@ class UnlockResult(Result):
     """`cli.py unlock`: weak-sample unlocking of a locked checkpoint and its controls, over seeds."""
 
     SCHEMA = "gaplens.unlock"
-    VERSION = 2
+    VERSION = 3
 
     header: RunHeader  # the run; header.model is the locked checkpoint
     params: dict[str, Any]  # the unlocking parameters every method used (the lock's where not given)
