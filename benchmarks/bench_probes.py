@@ -109,9 +109,9 @@ def main() -> None:
     p.add_argument("--test-fraction", type=float, default=0.5)
     p.add_argument("--store", default=None, help="a captured activations.h5 instead of synthetic features")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads of the torch path (scikit-learn: 1)")
     p.add_argument("--skip-reference", action="store_true", help="time the torch path only")
     args = p.parse_args()
-    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     kinds = tuple(args.kinds.split(","))
 
     t0 = time.perf_counter()
@@ -131,21 +131,23 @@ def main() -> None:
         desc = f"synthetic: {args.rows} option rows + {args.rows // 4} letter rows, {args.layers} layers x d {args.d_model}"
     train, _ = split_ids(targets[0].groups, 1.0 - args.test_fraction, args.seed)
     print(f"{desc}; {len(train)} train questions; kinds {kinds}; features ready in {time.perf_counter() - t0:.1f} s")
-    print(f"torch threads {torch.get_num_threads()}, {os.cpu_count()} cores; other jobs may share this machine, "
-          "so wall times can vary between runs")
+    print(f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}: other jobs may share this machine, so "
+          "wall times can vary between runs (cpu: this process's CPU seconds)")
 
-    solver = TorchSolver(device=args.device, dtype=args.dtype, layer_batch=args.layer_batch)
-    t1 = time.perf_counter()
+    solver = TorchSolver(device=args.device, dtype=args.dtype, layer_batch=args.layer_batch, threads=args.threads)
+    t1, c1 = time.perf_counter(), time.process_time()
     new = sweep_layers(reader, targets, train, positions, kinds=kinds, seed=args.seed, solver=solver, desc="torch")
+    if args.device.startswith("cuda"):
+        torch.cuda.synchronize()
     torch_s = time.perf_counter() - t1
-    print(f"(b) torch {solver}: {torch_s:.1f} s")
+    print(f"(b) torch {solver}: {torch_s:.1f} s wall, {time.process_time() - c1:.1f} s cpu")
     if args.skip_reference:
         return
-    t2 = time.perf_counter()
+    t2, c2 = time.perf_counter(), time.process_time()
     ref = sweep_layers(reader, targets, train, positions, kinds=kinds, seed=args.seed, solver="sklearn",
                        desc="sklearn")
     sk_s = time.perf_counter() - t2
-    print(f"(a) scikit-learn reference loop: {sk_s:.1f} s")
+    print(f"(a) scikit-learn reference loop (1 BLAS thread): {sk_s:.1f} s wall, {time.process_time() - c2:.1f} s cpu")
     for k in kinds:
         agree = agreement(ref[k], new[k], targets, reader, train, positions)
         print(f"agreement ({k}): " + ", ".join(f"{key} {v:.3g}" for key, v in agree.items()))

@@ -154,24 +154,39 @@ def sweep_layers(
     kw = {k: v for k, v in (probe_kwargs or {}).items() if k in ("Cs", "n_folds")}
     with tqdm(total=len(positions) * len(targets), desc=desc, unit="layer") as bar:
         for t in targets:
-            m = masks[t.name]
-            tr, te = t.subset(m), t.subset(~m)
+            tr = t.subset(masks[t.name])
             trs = [tr.with_labels(shuffled[t.name]) if k == "shuffled" else tr for k in kinds]
-            first = reader.layer(positions[0], t.rows)
-            step = solver.layers_per_batch(int(m.sum()), first.shape[1])
-            for start in range(0, len(positions), step):
-                chunk = positions[start:start + step]
-                feats = [first if pos == positions[0] else reader.layer(pos, t.rows) for pos in chunk]
-                Xtr = np.stack([f[m] for f in feats])
-                Xte = [f[~m] for f in feats]
-                del feats
-                probes = fit_probes(Xtr, [x.y for x in trs], tr.groups, solver=solver, **kw,
-                                    score_fn=lambda b, j, trs=trs, Xtr=Xtr: question_score_fn(trs[j], Xtr[b]))
-                for j, k in enumerate(kinds):
-                    out[k].fits[t.name].extend(score_on_test(p, te, x) for p, x in zip(probes[j], Xte, strict=True))
-                bar.update(len(chunk))
-            del first
+            fits = _sweep_target(reader, t, masks[t.name], trs, positions, solver, kw, bar)
+            for k, f in zip(kinds, fits, strict=True):
+                out[k].fits[t.name] = f
     return out
+
+
+def _sweep_target(
+    reader: FeatureReader, t: Target, train: np.ndarray, trs: list[Target], positions: list[int],
+    solver: TorchSolver, kw: Mapping[str, Any], bar: tqdm,
+) -> list[list[LayerFit]]:
+    """One target's fits (per label set in `trs`, per layer), `solver.layers_per_batch` layers per batched solve."""
+    te = t.subset(~train)
+    fits: list[list[LayerFit]] = [[] for _ in trs]
+    start, step = 0, 0
+    while start < len(positions):
+        first = reader.layer(positions[start], t.rows)
+        step = step or solver.layers_per_batch(int(train.sum()), first.shape[1])
+        chunk = positions[start:start + step]
+        Xtr = np.empty((len(chunk), int(train.sum()), first.shape[1]), dtype=np.float32)
+        Xte = np.empty((len(chunk), int((~train).sum()), first.shape[1]), dtype=np.float32)
+        for i, pos in enumerate(chunk):
+            f = first if i == 0 else reader.layer(pos, t.rows)
+            Xtr[i], Xte[i] = f[train], f[~train]
+        del first
+        probes = fit_probes(Xtr, [tr.y for tr in trs], trs[0].groups, solver=solver, **kw,
+                            score_fn=lambda b, j, Xtr=Xtr: question_score_fn(trs[j], Xtr[b]))
+        for j in range(len(trs)):
+            fits[j].extend(score_on_test(p, te, x) for p, x in zip(probes[j], Xte, strict=True))
+        bar.update(len(chunk))
+        start += len(chunk)
+    return fits
 
 
 def select_layer(cv: Mapping[Hashable, float], test: Mapping[Hashable, float]) -> dict[str, Any]:

@@ -33,13 +33,14 @@ def standardisation(
     scikit-learn's constant-feature rule sees the same numbers.
     """
     Xc = np.array(X, dtype=np.float64)
-    Xc -= Xc.mean(0)
+    centre = Xc.mean(0)
+    Xc -= centre
     M = np.asarray(masks, dtype=np.float64)
     n = M.sum(1)[:, None]
     delta = (M @ Xc) / n
-    msq = (M @ np.square(Xc)) / n
+    msq = (M @ np.square(Xc, out=Xc)) / n
     var = np.maximum(msq - np.square(delta), 0.0)
-    mean = delta + (np.asarray(X, dtype=np.float64).mean(0) if len(Xc) else 0.0)
+    mean = delta + centre
     for s, f in zip(*np.nonzero(var <= 1e-6 * msq), strict=True):
         col = np.asarray(X[np.asarray(masks[s], dtype=bool), f], dtype=np.float64)
         mean[s, f] = col.mean()
@@ -64,8 +65,9 @@ def fit_probes(
     """probes[j][b]: a fitted `LinearProbe` of label set `labels[j]` on block `X[b]` (e.g. one layer's rows), C
     chosen by GroupKFold over `groups`, as `LinearProbe(Cs, n_folds=n_folds).fit(X[b], labels[j], groups,
     score_fn=score_fn(b, j))` would choose it; the blocks are solved `solver.layers_per_batch` at a time."""
-    with threadpool_limits(1, user_api="blas"):  # numpy's BLAS: small products, several threads only contend
-        return _fit_probes(X, labels, groups, Cs, n_folds, score_fn, solver or TorchSolver())
+    solver = solver or TorchSolver()
+    with threadpool_limits(1, user_api="blas"), solver.execution():  # numpy's BLAS: small products
+        return _fit_probes(X, labels, groups, Cs, n_folds, score_fn, solver)
 
 
 def _fit_probes(

@@ -6,25 +6,31 @@ scikit-learn's objective (`sklearn.linear_model._logistic._logistic_regression_p
 
     f(W, c) = sum_i w_pi * loss(W z_i + c, y_pi) / n_p + ||W||^2 / (2 C_p n_p),      n_p = sum_i w_pi
 
-- binary (two classes present): one logit column (the second class), loss = log(1 + e^s) - y s;
-- multinomial (three or more): one column per class present, softmax cross-entropy; absent classes are masked.
-The intercept c is not penalised. One class present: nothing to fit (all columns pinned at zero).
+- two classes present: scikit-learn's binary model, one logit (the second class), loss = log(1 + e^s) - y s;
+- three or more: softmax cross-entropy over the classes present (absent ones get no logit), solved in the
+  subspace of coefficient rows and intercepts that sum to zero over them, the only place its optimum can be;
+- one class: nothing to fit (a zero model).
+The intercept c is not penalised.
 
-The solver is L-BFGS with one history per problem and a per-problem line search, preconditioned by the inverse of
-the Hessian at zero, (curvature * Cov(X_b) + 1/(C_p n_p))^-1 (curvature 1/4 binary, 1/K multinomial), from one
-eigendecomposition of each block's feature covariance: the first step is the exact Newton step of a centred
-problem, and the iterations no longer depend on how anisotropic the residual stream is. It stops a problem when
-the largest gradient entry is <= `tol` (scikit-learn's criterion, whose default there is 1e-4).
+The solver (`probes.lbfgs`) is L-BFGS with one history and one line search per problem, preconditioned by the
+inverse Hessian at zero, (curvature * Cov(X_b) + 1/(C_p n_p))^-1 (curvature 1/4 binary, 1/K multinomial), from one
+eigendecomposition per block: the first step is the exact Newton step of the centred problem, and the iteration
+count no longer depends on how anisotropic the residual stream is. A problem stops when its largest gradient
+entry is <= `tol` (scikit-learn's criterion, whose default there is 1e-4).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
+
+from probes.lbfgs import lbfgs
 
 log = logging.getLogger(__name__)
 
@@ -33,27 +39,48 @@ _NEG = -1e30  # logit of a class a problem never saw (finite, so 0 * it stays 0)
 
 @dataclass(frozen=True)
 class TorchSolver:
-    """How the torch probes are solved: device, dtype, stopping tolerance (largest gradient entry of the
-    objective above, the quantity scikit-learn's `tol` bounds), iteration cap, L-BFGS history, and how many layers
-    are solved as one batch (0: as many as keep the batch's training features under `batch_mb` MiB)."""
+    """How the torch probes are solved.
+
+    `device`, `dtype` (float32, or float64 for exact comparisons); `tol` bounds the largest gradient entry of the
+    objective above, the quantity scikit-learn's `tol` bounds (1e-4 there: this stops 10x closer to the optimum);
+    `max_iter`, `history` (L-BFGS pairs, scipy's default 10); `layer_batch` layers solved as one batch (0: as
+    many as keep a batch's training features under `batch_mb` MiB); `threads`: torch CPU threads during the solve
+    (1, like the scikit-learn path, which contended 2-core machines run fastest with; 0: leave torch's setting).
+    """
 
     device: str = "cpu"
     dtype: str = "float32"
-    tol: float = 1e-6
+    tol: float = 1e-5
     max_iter: int = 1000
     history: int = 10
     layer_batch: int = 0
     batch_mb: int = 256
+    threads: int = 1
 
     def __post_init__(self) -> None:
         if self.dtype not in ("float32", "float64"):
             raise ValueError(f"dtype must be float32 or float64, got {self.dtype!r}")
-        if self.tol <= 0 or self.max_iter < 1 or self.history < 1 or self.layer_batch < 0 or self.batch_mb < 1:
+        if (self.tol <= 0 or self.max_iter < 1 or self.history < 1 or self.layer_batch < 0 or self.batch_mb < 1
+                or self.threads < 0):
             raise ValueError(f"bad solver options: {self}")
 
     @property
     def torch_dtype(self) -> torch.dtype:
         return torch.float64 if self.dtype == "float64" else torch.float32
+
+    @contextlib.contextmanager
+    def execution(self) -> Iterator[None]:
+        """Run the body with full-precision float32 matmuls (no TF32 / reduced-precision shortcuts, which would
+        leave gradients too noisy for `tol`) and, on the CPU, `threads` torch threads; restore both after."""
+        threads, precision = torch.get_num_threads(), torch.get_float32_matmul_precision()
+        torch.set_float32_matmul_precision("highest")
+        if self.threads and torch.device(self.device).type == "cpu":
+            torch.set_num_threads(self.threads)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(threads)
+            torch.set_float32_matmul_precision(precision)
 
     def layers_per_batch(self, rows: int, d: int) -> int:
         """Layers per batched solve for layers of `rows` training rows and `d` features."""
@@ -65,8 +92,9 @@ class TorchSolver:
 
 @dataclass
 class BatchFit:
-    """Solutions in each problem's standardised coordinates. Binary problems: column 0 is the second class's
-    logit; multinomial: column k is class code k (absent classes 0). `grad_max` is the largest gradient entry."""
+    """Solutions in each problem's standardised coordinates. Binary batches: row 0 is the second class's logit;
+    multinomial: row k is class code k (absent classes 0; a problem with two classes present has the first one's
+    row at 0, as scikit-learn's binary model). `grad_max` is the largest gradient entry in the parameters."""
 
     coef: Float[Tensor, "blocks problems k d"]
     intercept: Float[Tensor, "blocks problems k"]
@@ -76,7 +104,14 @@ class BatchFit:
 
 
 class Objective:
-    """Loss and gradient of every problem of the batch; parameters theta = [W | c], (blocks, problems, k, d + 1)."""
+    """Loss and gradient of every problem of the batch, in parameters theta = [W | c], (blocks, problems, k, d + 1).
+
+    Binary: k = 1, the second class's logit. Multinomial: the class logits are Q_p theta with Q_p (classes, k) an
+    orthonormal basis of the vectors over problem p's present classes that sum to zero (k = classes - 1). Those
+    are the only solutions scikit-learn's objective has (its penalty makes the coefficient rows sum to zero; its
+    intercepts sum to zero from a zero start), ||W||^2 is unchanged by Q_p, absent classes get no logit, and a
+    problem with two present classes becomes scikit-learn's binary model (Q_p = the second class's unit vector).
+    """
 
     def __init__(
         self,
@@ -93,25 +128,21 @@ class Objective:
         n_p = weight.sum(1)
         self.w = (weight / n_p[:, None]).T  # (rows, problems)
         self.reg = 1.0 / (C * n_p)  # (problems,)
-        hot = torch.nn.functional.one_hot(codes, max(n_classes, 2)).to(torch.bool)  # (problems, rows, k)
+        hot = torch.nn.functional.one_hot(codes, max(n_classes, 2)).to(torch.bool)  # (problems, rows, classes)
         present = (hot & (weight > 0)[..., None]).any(1)
         self.n_present = present.sum(1)
         if self.binary:
             self.y = codes.T.to(X.dtype)  # (rows, problems)
-            self.free = (self.n_present == 2)[:, None]  # (problems, 1)
+            self.free = (self.n_present == 2)[:, None].to(X.dtype)  # (problems, 1)
         else:
-            first = present.to(torch.int8).argmax(1)
-            self.free = present.clone()
-            two = self.n_present == 2  # two classes present: scikit-learn fits a binary model (first class at 0)
-            self.free[two, first[two]] = False
-            self.free[self.n_present < 2] = False
+            self.Q = sum_zero_basis(present).to(X.dtype)  # (problems, classes, classes - 1)
             self.absent = ~present
-            self.onehot = hot.transpose(0, 1).to(X.dtype)  # (rows, problems, k)
+            self.onehot = hot.transpose(0, 1).to(X.dtype)  # (rows, problems, classes)
             self.codes_t = codes.T.contiguous()
 
     @property
     def k(self) -> int:
-        return self.free.shape[1]
+        return 1 if self.binary else self.Q.shape[2]
 
     @property
     def curvature(self) -> Float[Tensor, " problems"]:
@@ -119,15 +150,25 @@ class Objective:
         two = self.n_present <= 2
         return torch.where(two, 0.25, 1.0 / self.n_present.clamp_min(1)).to(self.X.dtype)
 
+    def to_classes(self, theta: Float[Tensor, "blocks problems k d1"]) -> Float[Tensor, "blocks problems kc d1"]:
+        """Parameters -> one row per class (binary: unchanged, the second class's row)."""
+        return theta * self.free[None, :, :, None] if self.binary else torch.einsum("bpjd,pkj->bpkd", theta, self.Q)
+
+    def from_classes(self, rows: Float[Tensor, "blocks problems kc d1"]) -> Float[Tensor, "blocks problems k d1"]:
+        """One row per class -> parameters (the projection onto what the problem can fit)."""
+        return rows * self.free[None, :, :, None] if self.binary else torch.einsum("bpkd,pkj->bpjd", rows, self.Q)
+
     def __call__(
         self, theta: Float[Tensor, "blocks sel k d1"], sel: Int[Tensor, " sel"] | None = None
     ) -> tuple[Float[Tensor, "blocks sel"], Float[Tensor, "blocks sel k d1"]]:
         """(loss, gradient) of problems `sel` (all if None) at `theta`."""
         X, B, n, d = self.X, self.X.shape[0], self.X.shape[1], self.X.shape[2]
         P, K = theta.shape[1], theta.shape[2]
-        pick = (lambda a, dim: a) if sel is None else (lambda a, dim: a.index_select(dim, sel))
-        mean, scale, w, reg, free = pick(self.mean, 1), pick(self.scale, 1), pick(self.w, 1), pick(self.reg, 0), \
-            pick(self.free, 0)
+
+        def pick(a: Tensor, dim: int) -> Tensor:
+            return a if sel is None else a.index_select(dim, sel)
+
+        mean, scale, w, reg = pick(self.mean, 1), pick(self.scale, 1), pick(self.w, 1), pick(self.reg, 0)
         W, c = theta[..., :d], theta[..., d]
         V = W / scale[:, :, None, :]
         offset = c - (V * mean[:, :, None, :]).sum(-1)  # (B, P, K)
@@ -136,19 +177,35 @@ class Objective:
             y = pick(self.y, 1)
             s = S[..., 0]
             loss = (torch.nn.functional.softplus(s) - y * s) * w
-            R = ((torch.sigmoid(s) - y) * w)[..., None]
+            R = ((torch.sigmoid(s) - y) * w)[..., None] * pick(self.free, 0)
         else:
-            S = S.masked_fill(pick(self.absent, 0)[None, None], _NEG)
+            Q = pick(self.Q, 0)
+            S = torch.einsum("bnpj,pkj->bnpk", S, Q).masked_fill(pick(self.absent, 0)[None, None], _NEG)
             lse = torch.logsumexp(S, -1)
             picked = S.gather(-1, pick(self.codes_t, 1)[None, :, :, None].expand(B, n, P, 1))[..., 0]
             loss = (lse - picked) * w
-            R = (torch.exp(S - lse[..., None]) - pick(self.onehot, 1)) * w[..., None]
+            R = torch.einsum("bnpk,pkj->bnpj", (torch.exp(S - lse[..., None]) - pick(self.onehot, 1)) * w[..., None], Q)
         f = loss.sum(1) + 0.5 * reg * W.square().sum((-1, -2))
         sum_r = R.sum(1)  # (B, P, K)
         GV = torch.bmm(R.reshape(B, n, P * K).transpose(1, 2), X).view(B, P, K, d)
         gW = (GV - mean[:, :, None, :] * sum_r[..., None]) / scale[:, :, None, :] + W * reg[None, :, None, None]
-        g = torch.cat([gW, sum_r[..., None]], -1) * free[None, :, :, None]
-        return f, g
+        return f, torch.cat([gW, sum_r[..., None]], -1)
+
+
+def sum_zero_basis(present: Bool[Tensor, "problems classes"]) -> Float[Tensor, "problems classes k"]:
+    """Per problem, orthonormal columns spanning the vectors over its present classes that sum to zero (Helmert
+    contrasts; two classes present: the second one's unit vector, scikit-learn's binary model; one: none), padded
+    with zero columns to k = classes - 1."""
+    P, K = present.shape
+    Q = torch.zeros(P, K, K - 1, dtype=torch.float64)
+    for p in range(P):
+        idx = present[p].nonzero()[:, 0].tolist()
+        if len(idx) == 2:
+            Q[p, idx[1], 0] = 1.0
+        for j in range(1, len(idx) if len(idx) > 2 else 0):
+            Q[p, idx[:j], j - 1] = 1.0 / (j * (j + 1)) ** 0.5
+            Q[p, idx[j], j - 1] = -j / (j * (j + 1)) ** 0.5
+    return Q.to(present.device)
 
 
 class Preconditioner:
@@ -187,127 +244,6 @@ class Preconditioner:
         return torch.cat([t + rW * base[None, :, None, None], r[..., -1:] * inv_c[None, :, None, None]], -1)
 
 
-def _dot(a: Tensor, b: Tensor) -> Tensor:
-    """Per-problem inner product of (blocks, problems, k, d1) tensors."""
-    return torch.linalg.vecdot(a.flatten(-2), b.flatten(-2))
-
-
-def _gmax(g: Tensor) -> Tensor:
-    return g.abs().flatten(-2).amax(-1)
-
-
-def lbfgs(
-    obj: Objective, precond: Preconditioner, theta: Tensor, *, tol: float, max_iter: int, history: int
-) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """Minimise every problem of `obj` from `theta`; returns (theta, gradient, iterations, stalled).
-
-    L-BFGS with the initial inverse Hessian gamma * M (M the preconditioner, gamma = s.y / y.My of the latest
-    pair); M y is kept with each pair (M applied once per iteration, to the new gradient). The line search starts
-    at step 1 and accepts a step that satisfies Armijo's condition or whose directional derivative at the trial
-    point is still <= 0 (for a convex objective that proves a decrease, and unlike a difference of float32
-    losses it stays exact near the optimum); otherwise it backtracks to the secant root of the derivative.
-    Problems whose every block has converged are dropped from the working set (a problem is evaluated on all
-    blocks while any of them is still running).
-    """
-    B, P = theta.shape[:2]
-    idx = torch.arange(P, device=theta.device)  # the problems in the working set
-    f, g = obj(theta)
-    mg = precond(g)
-    done = _gmax(g) <= tol
-    out_theta, out_g = theta.clone(), g.clone()
-    n_iter = torch.zeros(B, P, dtype=torch.long, device=theta.device)
-    stalled = torch.zeros(B, P, dtype=torch.bool, device=theta.device)
-    hist: list[list[Tensor]] = []  # [s, y, M y, rho] per pair
-    gamma = torch.ones_like(f)
-    for _ in range(max_iter):
-        live = (~done).any(0)
-        if not bool(live.any()):
-            break
-        if int(live.sum()) <= 0.75 * len(idx):  # shrink the working set to the problems still running
-            out_theta[:, idx], out_g[:, idx] = theta, g
-            keep = live.nonzero()[:, 0]
-            idx = idx[keep]
-            theta, f, g, mg, done, gamma = (x[:, keep] for x in (theta, f, g, mg, done, gamma))
-            hist = [[x[:, keep] for x in pair] for pair in hist]
-        q, mq, alphas = g.clone(), mg.clone(), []
-        for s, y, my, r in reversed(hist):
-            a = (r * _dot(s, q))[..., None, None]
-            q.addcmul_(a, y, value=-1)
-            mq.addcmul_(a, my, value=-1)
-            alphas.append(a)
-        z = mq.mul_(gamma[..., None, None])
-        for (s, y, _, r), a in zip(hist, reversed(alphas), strict=True):
-            z.addcmul_(a - (r * _dot(y, z))[..., None, None], s)
-        running = (~done)[..., None, None]
-        direction = z.neg_().mul_(running)
-        gd = _dot(g, direction)
-        bad = (gd >= 0) & ~done  # not a descent direction (should not happen): the preconditioned gradient
-        if bool(bad.any()):
-            direction = torch.where(bad[..., None, None], -mg, direction) * running
-            gd = _dot(g, direction)
-        theta_new, f_new, g_new, stalled_now = _line_search(obj, idx, theta, f, g, gd, direction, done)
-        stalled[:, idx] |= stalled_now
-        moved = (~done).any(0).nonzero()[:, 0]
-        mg_new = mg.clone()
-        mg_new[:, moved] = precond(g_new[:, moved], idx[moved])
-        s, y, my = theta_new - theta, g_new - g, mg_new - mg
-        sy, ymy = _dot(s, y), _dot(y, my)
-        good = (sy > 1e-10 * torch.sqrt(_dot(s, s) * _dot(y, y))) & (ymy > 0)
-        one = torch.ones_like(sy)
-        hist.append([s, y, my, torch.where(good, 1.0 / sy.where(good, one), torch.zeros_like(sy))])
-        gamma = torch.where(good, sy / ymy.where(good, one), gamma)
-        if len(hist) > history:
-            hist.pop(0)
-        n_iter[:, idx] += (~done).long()
-        theta, f, g, mg = theta_new, f_new, g_new, mg_new
-        done = done | (_gmax(g) <= tol) | stalled_now
-    out_theta[:, idx], out_g[:, idx] = theta, g
-    return out_theta, out_g, n_iter, stalled
-
-
-def _line_search(
-    obj: Objective, idx: Tensor, theta: Tensor, f: Tensor, g: Tensor, gd: Tensor, direction: Tensor, done: Tensor,
-) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """(theta, loss, gradient) after a step along `direction` for every problem not `done`, and which stalled."""
-    t = torch.ones_like(f)
-    accepted = done.clone()
-    theta_new, f_new, g_new = theta, f, g
-    for attempt in range(30):
-        sel = (~accepted).any(0).nonzero()[:, 0]
-        full = len(sel) == theta.shape[1]
-        def pick(x: Tensor, full: bool = full, sel: Tensor = sel) -> Tensor:
-            return x if full else x[:, sel]
-
-        ts, ds, pend, f0, gd0 = pick(t), pick(direction), ~pick(accepted), pick(f), pick(gd)
-        trial = pick(theta) + ts[..., None, None] * ds
-        ft, gt = obj(trial, idx if full else idx[sel])
-        gdt = _dot(gt, ds)
-        ok = ((ft <= f0 + 1e-4 * ts * gd0) | (gdt <= 0)) & torch.isfinite(ft) & pend
-        okx = ok[..., None, None]
-        if attempt == 0 and full:
-            theta_new, f_new, g_new = torch.where(okx, trial, theta), torch.where(ok, ft, f), torch.where(okx, gt, g)
-        else:
-            if attempt == 0:
-                theta_new, f_new, g_new = theta.clone(), f.clone(), g.clone()
-            theta_new[:, sel] = torch.where(okx, trial, theta_new[:, sel])
-            f_new[:, sel] = torch.where(ok, ft, f_new[:, sel])
-            g_new[:, sel] = torch.where(okx, gt, g_new[:, sel])
-        if full:
-            accepted |= ok
-        else:
-            accepted[:, sel] |= ok
-        if bool(accepted.all()):
-            break
-        secant = ts * (-gd0) / (gdt - gd0).clamp_min(torch.finfo(ts.dtype).tiny)
-        secant = torch.where(torch.isfinite(secant) & torch.isfinite(ft), secant, 0.1 * ts)
-        shorter = torch.where(ok | ~pend, ts, torch.minimum(torch.maximum(secant, 0.1 * ts), 0.9 * ts))
-        if full:
-            t = shorter
-        else:
-            t[:, sel] = shorter
-    return theta_new, f_new, g_new, ~accepted
-
-
 def fit_logistic_batch(
     X: Float[Tensor, "blocks rows d"],
     codes: Int[Tensor, "problems rows"],
@@ -317,7 +253,7 @@ def fit_logistic_batch(
     scale: Float[Tensor, "blocks problems d"],
     *,
     n_classes: int,
-    tol: float = 1e-6,
+    tol: float = 1e-5,
     max_iter: int = 1000,
     history: int = 10,
     init: Float[Tensor, "blocks problems k d1"] | None = None,
@@ -333,18 +269,13 @@ def fit_logistic_batch(
     precond = Preconditioner(X, scale, obj.curvature, obj.reg)
     B, P, d = X.shape[0], codes.shape[0], X.shape[2]
     theta0 = torch.zeros(B, P, obj.k, d + 1, dtype=X.dtype, device=X.device) if init is None else \
-        init * obj.free[None, :, :, None]
+        obj.from_classes(init)
     theta, g, n_iter, stalled = lbfgs(obj, precond, theta0, tol=tol, max_iter=max_iter, history=history)
-    grad_max = g.abs().amax((-1, -2))
+    grad_max = g.abs().flatten(-2).amax(-1)
     converged = grad_max <= tol
     if not bool(converged.all()):
         log.warning("%d of %d logistic problems stopped above tol %.1e (largest gradient entry %.2e; %d stalled "
                     "in the line search, the rest hit max_iter %d)", int((~converged).sum()), converged.numel(),
                     tol, float(grad_max.max()), int((stalled & ~converged).sum()), max_iter)
-    if not obj.binary:  # scikit-learn's multinomial intercepts sum to zero over the classes (they do from zero)
-        multi = obj.free & (obj.n_present >= 3)[:, None]
-        m = multi[None].to(X.dtype)
-        c = theta[..., d]
-        centred = (c - (c * m).sum(-1, keepdim=True) / m.sum(-1, keepdim=True).clamp_min(1)) * m
-        theta[..., d] = torch.where(multi[None], centred, c)
-    return BatchFit(theta[..., :d], theta[..., d], n_iter, grad_max, converged)
+    rows = obj.to_classes(theta)
+    return BatchFit(rows[..., :d], rows[..., d], n_iter, grad_max, converged)
