@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from sklearn.preprocessing import StandardScaler
 
 from probes.linear import LinearProbe
@@ -131,3 +132,16 @@ def test_inputs_are_not_modified():
     before = X.copy()
     LinearProbe((1.0,), solver=TorchSolver()).fit(X, y, groups)
     np.testing.assert_array_equal(X, before)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_cuda_equals_cpu():
+    X, y, groups = _data(k=3, seed=7)
+    X2 = X * 0.5 - 1
+    cpu, gpu = (fit_probes(np.stack([X, X2]), [y], groups, Cs=CS, n_folds=3, solver=TorchSolver(device=dev, dtype=dt,
+                tol=1e-9)) for dev, dt in (("cpu", "float64"), ("cuda", "float64")))
+    for a, b in zip(cpu[0], gpu[0], strict=True):
+        assert a.C_ == b.C_ and a.cv_scores_ == b.cv_scores_
+        np.testing.assert_allclose(b.coef_, a.coef_, atol=1e-6)
+    f32 = fit_probes(np.stack([X, X2]), [y], groups, Cs=CS, n_folds=3, solver=TorchSolver(device="cuda"))
+    assert [p.C_ for p in f32[0]] == [p.C_ for p in cpu[0]]
