@@ -2,17 +2,20 @@
 
 `LinearProbe.fit(X, y, groups)` picks the inverse regularisation strength C from a small grid by `GroupKFold`
 over `groups` (question ids: no question is on both sides of a fold), then refits on every row with that C.
-Fitting uses scikit-learn (`StandardScaler` + lbfgs `LogisticRegression`, one BLAS thread); predicting uses the
-extracted arrays, so a saved and reloaded probe gives the same scores without scikit-learn objects.
+Fitting uses scikit-learn (`StandardScaler` + lbfgs `LogisticRegression`, one BLAS thread) by default, or with
+`solver=TorchSolver(...)` the same folds, standardisation, C grid, scoring and refit solved in torch on any device
+(`probes.torch_cv`); predicting uses the extracted arrays, so a saved and reloaded probe gives the same scores
+without scikit-learn or torch objects.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from jaxtyping import Float
@@ -20,6 +23,9 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GroupKFold
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
+
+if TYPE_CHECKING:
+    from probes.torch_linear import TorchSolver
 
 DEFAULT_CS: tuple[float, ...] = (1e-3, 1e-2, 1e-1, 1.0)
 
@@ -32,6 +38,9 @@ class LinearProbe:
 
     After `fit`: `C_` (the chosen C), `cv_scores_` (C -> mean validation score over folds), `cv_score_` (the
     chosen C's), `classes_`, `mean_`, `scale_`, `coef_` (classes or 1, d), `intercept_`.
+
+    `max_iter` and `tol` are scikit-learn's; `solver` is "sklearn" or a `probes.torch_linear.TorchSolver`, which
+    carries its own (tighter) tolerance and its device.
     """
 
     def __init__(
@@ -41,15 +50,19 @@ class LinearProbe:
         n_folds: int = 4,
         max_iter: int = 300,
         tol: float = 1e-4,
+        solver: str | TorchSolver = "sklearn",
     ) -> None:
         if not Cs or any(c <= 0 for c in Cs):
             raise ValueError(f"Cs must be a non-empty list of positive numbers, got {Cs!r}")
         if n_folds < 2:
             raise ValueError(f"n_folds must be >= 2, got {n_folds}")
+        if isinstance(solver, str) and solver != "sklearn":
+            raise ValueError(f"solver must be 'sklearn' or a TorchSolver, got {solver!r}")
         self.Cs = tuple(sorted(float(c) for c in Cs))
         self.n_folds = n_folds
         self.max_iter = max_iter
         self.tol = tol
+        self.solver = solver
         self.provenance: dict[str, Any] = {}
 
     # ------------------------------------------------------------------ fitting
@@ -76,10 +89,16 @@ class LinearProbe:
         groups = np.arange(len(y)) if groups is None else np.asarray(groups)
         if len(groups) != len(y):
             raise ValueError(f"groups has {len(groups)} entries, y has {len(y)}")
+        if not isinstance(self.solver, str):
+            from probes.torch_cv import fit_probes
+
+            fitted = fit_probes(X[None], [y], groups, Cs=self.Cs, n_folds=self.n_folds, solver=self.solver,
+                                score_fn=None if score_fn is None else lambda _b, _j: score_fn)[0][0]
+            self.__dict__.update({k: v for k, v in fitted.__dict__.items() if k.endswith("_")})
+            return self
         with threadpool_limits(1):
             self.cv_scores_ = self._cross_validate(X, y, groups, score_fn)
-            finite = [c for c, s in self.cv_scores_.items() if np.isfinite(s)]
-            best = max(finite, key=lambda c: (self.cv_scores_[c], -c)) if finite else self.Cs[len(self.Cs) // 2]
+            best = choose_C(self.cv_scores_, self.Cs)
             self._fit_fixed(X, y, best)
             self.cv_score_ = self.cv_scores_[best]
         return self
@@ -87,10 +106,9 @@ class LinearProbe:
     def _cross_validate(
         self, X: np.ndarray, y: np.ndarray, groups: np.ndarray, score_fn: ScoreFn | None
     ) -> dict[float, float]:
-        n_groups = len(np.unique(groups))
-        if n_groups < 2:
+        folds = group_folds(groups, self.n_folds)
+        if not folds:
             return {c: float("nan") for c in self.Cs}
-        folds = GroupKFold(n_splits=min(self.n_folds, n_groups)).split(X, y, groups)
         totals = {c: [] for c in self.Cs}
         for train, val in folds:
             fold = LinearProbe(self.Cs, n_folds=self.n_folds, max_iter=self.max_iter, tol=self.tol)
@@ -98,26 +116,32 @@ class LinearProbe:
             Xs = scaler.transform(X[train])
             lr = self._lr(self.Cs[0], warm=True)  # ascending C: each fit starts from the last solution
             for c in self.Cs:
-                fold._set(scaler, *_fit_lr(lr.set_params(C=c), Xs, y[train]))
+                fold._set(scaler.mean_, scaler.scale_, *_fit_lr(lr.set_params(C=c), Xs, y[train]))
                 score = score_fn(fold, val) if score_fn is not None else fold.score(X[val], y[val])
                 totals[c].append(score)
         return {c: float(np.mean(v)) for c, v in totals.items()}
 
     def _fit_fixed(self, X: np.ndarray, y: np.ndarray, C: float) -> None:
         scaler = StandardScaler().fit(X)
-        self._set(scaler, *_fit_lr(self._lr(C), scaler.transform(X), y))
+        self._set(scaler.mean_, scaler.scale_, *_fit_lr(self._lr(C), scaler.transform(X), y))
         self.C_ = C
 
-    def _set(self, scaler: StandardScaler, coef: np.ndarray, intercept: np.ndarray, classes: np.ndarray) -> None:
-        self.mean_ = scaler.mean_.astype(np.float64)
-        self.scale_ = scaler.scale_.astype(np.float64)
+    def _set(
+        self, mean: np.ndarray, scale: np.ndarray, coef: np.ndarray, intercept: np.ndarray, classes: np.ndarray
+    ) -> LinearProbe:
+        """Set the fitted arrays: standardisation (mean, scale), then coef (classes or 1, d) and intercept on it."""
+        self.mean_ = np.asarray(mean, dtype=np.float64)
+        self.scale_ = np.asarray(scale, dtype=np.float64)
         self.coef_, self.intercept_, self.classes_ = coef, intercept, classes
+        return self
 
     # ------------------------------------------------------------------ predicting
 
     def decision_function(self, X: Float[np.ndarray, "rows d"]) -> np.ndarray:
         """Like scikit-learn: (rows,) for two classes (positive -> classes_[1]), else (rows, classes)."""
-        z = (np.asarray(X, dtype=np.float64) - self.mean_) / self.scale_
+        z = np.array(X, dtype=np.float64)  # in place below: the same numbers as (X - mean_) / scale_
+        z -= self.mean_
+        z /= self.scale_
         out = z @ self.coef_.T + self.intercept_
         return out[:, 0] if out.shape[1] == 1 else out
 
@@ -153,6 +177,7 @@ class LinearProbe:
                      classes=self.classes_)
         os.replace(tmp, path)
         meta = {"Cs": list(self.Cs), "n_folds": self.n_folds, "max_iter": self.max_iter, "tol": self.tol,
+                "solver": self.solver if isinstance(self.solver, str) else {"torch": asdict(self.solver)},
                 "C": self.C_, "cv_scores": {str(c): s for c, s in getattr(self, "cv_scores_", {}).items()},
                 "provenance": provenance if provenance is not None else self.provenance}
         jpath = path.with_suffix(".json")
@@ -166,7 +191,8 @@ class LinearProbe:
         """A probe written by `save` (predicting only; `provenance` holds what was saved with it)."""
         path = Path(path).with_suffix(".npz")
         meta = json.loads(path.with_suffix(".json").read_text())
-        probe = cls(meta["Cs"], n_folds=meta["n_folds"], max_iter=meta["max_iter"], tol=meta["tol"])
+        probe = cls(meta["Cs"], n_folds=meta["n_folds"], max_iter=meta["max_iter"], tol=meta["tol"],
+                    solver=_solver_from_meta(meta.get("solver", "sklearn")))
         with np.load(path) as z:
             probe.mean_, probe.scale_, probe.coef_ = z["mean"], z["scale"], z["coef"]
             probe.intercept_, probe.classes_ = z["intercept"], z["classes"]
@@ -183,3 +209,26 @@ def _fit_lr(lr: LogisticRegression, Xs: np.ndarray, y: np.ndarray) -> tuple[np.n
         return np.zeros((1, Xs.shape[1])), np.zeros(1), classes
     lr.fit(Xs, y)
     return lr.coef_.astype(np.float64), lr.intercept_.astype(np.float64), lr.classes_
+
+
+def group_folds(groups: np.ndarray, n_folds: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(train rows, validation rows) of `GroupKFold` over `groups` (at most one fold per group); [] if < 2 groups."""
+    n_groups = len(np.unique(groups))
+    if n_groups < 2:
+        return []
+    index = np.zeros((len(groups), 1))
+    return list(GroupKFold(n_splits=min(n_folds, n_groups)).split(index, groups=groups))
+
+
+def choose_C(cv_scores: Mapping[float, float], Cs: Sequence[float]) -> float:
+    """The C with the best finite cross-validation score (ties to the smaller C); the middle of `Cs` if none."""
+    finite = [c for c, s in cv_scores.items() if np.isfinite(s)]
+    return max(finite, key=lambda c: (cv_scores[c], -c)) if finite else Cs[len(Cs) // 2]
+
+
+def _solver_from_meta(meta: str | dict[str, Any]) -> str | TorchSolver:
+    if isinstance(meta, str):
+        return meta
+    from probes.torch_linear import TorchSolver
+
+    return TorchSolver(**meta["torch"])
