@@ -49,7 +49,7 @@ from core.io import save_png, write_csv
 from core.provenance import config_hash, to_jsonable
 from core.rundir import results_to_reuse, run_directory
 from core.samples import SampleTable, write_samples
-from core.schemas import Estimate, EvalResult, TaskInfo, from_data, run_header
+from core.schemas import Estimate, EvalResult, TaskInfo, from_data, recorded_identity, run_header
 from core.schemas import evaluate as schema
 from eval import scoring, tasks, variants
 from eval.metrics import STRAIGHT_UP, evaluate_predictions, score_generations
@@ -57,7 +57,7 @@ from hooks import execution
 from hooks import generate as gen
 from hooks.capture import CaptureConfig, capture, is_current
 from hooks.execution import torch_threads
-from hooks.models import LoadedModel, describe, load_model, recorded_identity
+from hooks.models import LoadedModel, describe, load_model
 from hooks.store import Store, store_checksum
 
 log = logging.getLogger(__name__)

@@ -36,6 +36,7 @@ from core.schemas import (
     ProbeResult,
     TaskInfo,
     from_data,
+    recorded_identity,
     run_header,
     to_data,
 )
@@ -44,7 +45,7 @@ from eval.stats import accuracy, bootstrap_mean, mean_over_runs, split_ids
 from hooks import execution
 from hooks.capture import CaptureConfig, capture
 from hooks.execution import resolve_device, torch_threads
-from hooks.models import describe, recorded_identity
+from hooks.models import describe
 from hooks.store import Store, store_checksum
 from probes.fit import FeatureReader, Sweep, ceiling, select_layer, sweep_layers
 from probes.lens import lens_predictions

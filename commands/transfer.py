@@ -36,9 +36,9 @@ from core.io import save_png, write_csv
 from core.provenance import config_hash, to_jsonable
 from core.rundir import results_to_reuse, run_directory
 from core.samples import SampleTable, write_samples
-from core.schemas import TaskInfo, TransferResult, from_data, run_header
+from core.schemas import TaskInfo, TransferResult, from_data, recorded_identity, run_header
 from hooks.execution import execution_record
-from hooks.models import describe, recorded_identity
+from hooks.models import describe
 from hooks.store import Store, StoreError
 from probes.targets import Answers
 from probes.transfer import TransferAnswers, fit_transfer, plan

@@ -12,6 +12,7 @@ config resumes an interrupted file; a finished file with the same config hash is
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import logging
@@ -25,11 +26,12 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from core.config import ExecutionOptions, ModelOptions, TaskOptions, opt, ui_fields
+from core.config import AUTO_BATCH, ExecutionOptions, ModelOptions, TaskOptions, opt, ui_fields
 from core.provenance import config_hash, stamp, to_jsonable
 from eval import extract, scoring, tasks, variants
 from eval.records import MCRecord, fingerprint
 from hooks import forward as cap
+from hooks.execution import free_memory, is_oom, start_batch_size
 from hooks.generate import read_generations
 from hooks.models import LoadedModel, ModelInfo, check_name, load_model, load_tokenizer, model_fingerprint
 from hooks.store import Store, StoreWriter, is_complete
@@ -251,39 +253,84 @@ def _option_groups(rows: Sequence[Row]) -> list[tuple[int, int]]:
     return out
 
 
+def _next_block(rows: Sequence[Row], start: int, batch_size: int, max_batch_tokens: int) -> int:
+    """The end of the batch of length-sorted rows that starts at `start`, within the row and token budgets (at least
+    one row)."""
+    stop = start + 1
+    while stop < len(rows) and stop - start < batch_size and (stop + 1 - start) * len(rows[stop].ids) <= max_batch_tokens:
+        stop += 1
+    return stop
+
+
 def _blocks(rows: Sequence[Row], batch_size: int, max_batch_tokens: int) -> list[tuple[int, int]]:
     """Contiguous (start, stop) batches of length-sorted rows within the row and token budgets."""
     out, start = [], 0
     while start < len(rows):
-        stop = start + 1
-        while stop < len(rows) and stop - start < batch_size and (stop + 1 - start) * len(rows[stop].ids) <= max_batch_tokens:
-            stop += 1
+        stop = _next_block(rows, start, batch_size, max_batch_tokens)
         out.append((start, stop))
         start = stop
     return out
+
+
+def _next_prefix_batch(rows: Sequence[Row], groups: Sequence[tuple[int, int]], start: int, batch_size: int,
+                       max_batch_tokens: int) -> int:
+    """The end of the run of option groups (questions) starting at group `start` that share one batched prefix pass:
+    at most `batch_size` option rows, and padded prefix tokens plus padded continuation tokens within
+    `max_batch_tokens` (at least one question)."""
+    stop, n_rows, p_max, c_max = start, 0, 0, 0
+    while stop < len(groups):
+        g0, g1 = groups[stop]
+        part = rows[g0:g1]
+        p = max(p_max, len(part[0].ids) - part[0].n_cont)
+        c = max(c_max, *(r.n_cont for r in part))
+        r = n_rows + len(part)
+        if stop > start and (r > batch_size or (stop + 1 - start) * p + r * c > max_batch_tokens):
+            break
+        stop, n_rows, p_max, c_max = stop + 1, r, p, c
+    return stop
 
 
 def _prefix_batches(rows: Sequence[Row], groups: Sequence[tuple[int, int]], batch_size: int,
                     max_batch_tokens: int) -> list[tuple[int, int]]:
-    """Contiguous (start, stop) runs of option groups (questions) that share one batched prefix pass: at most
-    `batch_size` option rows, and padded prefix tokens plus padded continuation tokens within `max_batch_tokens`
-    (at least one question per run)."""
-    out: list[tuple[int, int]] = []
-    start = 0
+    """Contiguous (start, stop) runs of option groups that share one batched prefix pass (`_next_prefix_batch`)."""
+    out, start = [], 0
     while start < len(groups):
-        stop, n_rows, p_max, c_max = start, 0, 0, 0
-        while stop < len(groups):
-            g0, g1 = groups[stop]
-            part = rows[g0:g1]
-            p = max(p_max, len(part[0].ids) - part[0].n_cont)
-            c = max(c_max, *(r.n_cont for r in part))
-            r = n_rows + len(part)
-            if stop > start and (r > batch_size or (stop + 1 - start) * p + r * c > max_batch_tokens):
-                break
-            stop, n_rows, p_max, c_max = stop + 1, r, p, c
+        stop = _next_prefix_batch(rows, groups, start, batch_size, max_batch_tokens)
         out.append((start, stop))
         start = stop
     return out
+
+
+@dataclass
+class Budget:
+    """Rows and padded tokens per forward pass. Fixed for a numeric --batch-size; for "auto" it starts large and
+    halves (for the rest of the capture) whenever a pass runs out of device memory."""
+
+    rows: int
+    tokens: int
+    auto: bool = False
+
+    @classmethod
+    def of(cls, cfg: CaptureConfig, device: torch.device) -> Budget:
+        if cfg.batch_size != AUTO_BATCH:
+            return cls(int(cfg.batch_size), cfg.max_batch_tokens)
+        if device.type == "cpu":  # large batches only cost memory on a CPU
+            return cls(16, cfg.max_batch_tokens, auto=True)
+        return cls(start_batch_size(AUTO_BATCH, 16, auto_start=512), max(cfg.max_batch_tokens, 65536), auto=True)
+
+    def run(self, step: Callable[[int, int], int]) -> int:
+        """`step(rows, tokens)` under this budget (it returns how far it got), halving on out-of-memory when auto."""
+        while True:
+            try:
+                return step(self.rows, self.tokens)
+            except Exception as exc:
+                if not (self.auto and is_oom(exc)) or (self.rows == 1 and self.tokens <= 256):
+                    raise
+                del exc
+                free_memory()
+                self.rows, self.tokens = max(1, self.rows // 2), max(256, self.tokens // 2)
+                log.warning("out of memory: --batch-size auto now %d rows / %d tokens per pass", self.rows,
+                            self.tokens)
 
 
 def capture(cfg: CaptureConfig, path: Path, *, model: LoadedModel | None = None, reuse_rows: bool = False,
@@ -342,7 +389,7 @@ def _capture(cfg: CaptureConfig, path: Path, chash: str, model: LoadedModel | No
     rows = sorted(planned, key=_row_order)
     if model is None:
         model = load_model(cfg.model, random_init=cfg.random_init, seed=cfg.seed, dtype=cfg.dtype,
-                           device=cfg.device)
+                           device=cfg.device, device_map=cfg.device_map, load_in=cfg.load_in)
     layers = list(cfg.layers) if cfg.layers is not None else list(range(model.n_layers + 1))
     cap.resid_hook_names(model.n_layers, layers)  # validates --layers before anything is written
     if source is not None and source.weight_hash != model.weight_hash:
@@ -365,7 +412,8 @@ def _capture(cfg: CaptureConfig, path: Path, chash: str, model: LoadedModel | No
     }
     prov = stamp(**model.provenance(), task=cfg.task, split=cfg.split, seed=cfg.seed, variants=names,
                  n_questions=len(records), truncated=truncated)
-    block_rows = BLOCK_ROWS
+    budget = Budget.of(cfg, model.device)
+    block_rows = max(BLOCK_ROWS, budget.rows)
     resid_dtype = _resid_dtype(cfg.resid_dtype, model)
     writer = StoreWriter.open(
         path, rows=table, order=order, n_layers_stored=len(layers), d_model=model.d_model, layers=layers,
@@ -385,12 +433,12 @@ def _capture(cfg: CaptureConfig, path: Path, chash: str, model: LoadedModel | No
             found = [source.find(r) if source is not None else None for r in block]
             missing = [i for i, f in enumerate(found) if f is None]
             if len(missing) == len(block):  # nothing to copy: the computed block is written as it is
-                arrays = _run_block(model, block, layers, max_c, cfg, resid_dtype, phases=phases)
+                arrays = _run_block(model, block, layers, max_c, cfg, resid_dtype, phases=phases, budget=budget)
             else:
                 arrays = _empty_arrays(block, len(layers), model.d_model, max_c, resid_dtype)
                 if missing:
                     computed = _run_block(model, [block[i] for i in missing], layers, max_c, cfg, resid_dtype,
-                                          phases=phases)
+                                          phases=phases, budget=budget)
                     for key, value in computed.items():
                         arrays[key][missing] = value
                 for i, f in enumerate(found):
@@ -408,6 +456,8 @@ def _capture(cfg: CaptureConfig, path: Path, chash: str, model: LoadedModel | No
         if source is not None:
             source.close()  # the finished store replaces it
         writer.meta["provenance"]["capture_phases"] = phases.summary()  # recorded with the store
+        if isinstance(writer.meta["provenance"].get("execution"), dict):
+            writer.meta["provenance"]["execution"]["batch_size"] = budget.rows  # the size that ran
         with phases("store"):
             done = writer.finish()
         log.info("capture %s: %s", path, ", ".join(f"{k} {v:.1f} s" for k, v in phases.summary().items()))
@@ -525,11 +575,15 @@ class Phases:
 
 
 def _run_block(model: LoadedModel, rows: Sequence[Row], layers: list[int], max_c: int, cfg: CaptureConfig,
-               resid_dtype: str = "float16", phases: Phases | None = None) -> dict[str, Any]:
+               resid_dtype: str = "float16", phases: Phases | None = None, budget: Budget | None = None
+               ) -> dict[str, Any]:
     ph = phases or Phases()
+    bud = budget or Budget.of(cfg, model.device)
     out = _empty_arrays(rows, len(layers), model.d_model, max_c, resid_dtype)
     lettered_rows = [r for r in rows if r.option_index < 0]  # lettered rows sort before option rows
-    for start, stop in _blocks(lettered_rows, cfg.batch_size, cfg.max_batch_tokens):
+
+    def lettered(start: int, n_rows: int, n_tokens: int) -> int:
+        stop = _next_block(lettered_rows, start, n_rows, n_tokens)
         part = lettered_rows[start:stop]
         choice = torch.full((len(part), max_c), -1, dtype=torch.long)
         for i, r in enumerate(part):
@@ -542,12 +596,19 @@ def _run_block(model: LoadedModel, rows: Sequence[Row], layers: list[int], max_c
             out["resid"][start:stop] = cap.to_numpy(res.resid).astype(resid_dtype)
             out["answer_logits"][start:stop] = cap.to_numpy(res.last_logits[:, 0])
             out["lens_logits"][start:stop] = cap.to_numpy(lens)
+        return stop
+
+    start = 0
+    while start < len(lettered_rows):
+        start = bud.run(functools.partial(lettered, start))
     offset = len(lettered_rows)
     groups = _option_groups(rows[offset:])
-    for g0, g1 in _prefix_batches(rows[offset:], groups, cfg.batch_size, cfg.max_batch_tokens):
+
+    def options(g0: int, n_rows: int, n_tokens: int) -> int:
+        g1 = _next_prefix_batch(rows[offset:], groups, g0, n_rows, n_tokens)
         batch = []
-        for start, stop in groups[g0:g1]:
-            part = rows[offset + start : offset + stop]
+        for a, b in groups[g0:g1]:
+            part = rows[offset + a : offset + b]
             prefix = part[0].ids[: len(part[0].ids) - part[0].n_cont]
             batch.append((prefix, [r.ids[len(r.ids) - r.n_cont :] for r in part]))
         with ph("forward"):
@@ -556,6 +617,11 @@ def _run_block(model: LoadedModel, rows: Sequence[Row], layers: list[int], max_c
         with ph("to_host"):
             out["resid"][sl] = cap.to_numpy(res.resid).astype(resid_dtype)
             out["option_logprob"][sl] = cap.to_numpy(res.logprob_sum)
+        return g1
+
+    g = 0
+    while g < len(groups):
+        g = bud.run(functools.partial(options, g))
     if not cfg.resid:
         del out["resid"]
     return out

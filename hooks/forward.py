@@ -81,7 +81,9 @@ def hooked_forward(
     with bridge.hooks(fwd_hooks=[(name, make_hook(i)) for i, name in enumerate(names)]):
         logits = bridge(input_ids, attention_mask=attention_mask, logits_to_keep=keep)
     logits = logits.float()
-    resid = torch.stack([grabbed[i] for i in range(len(names))], dim=1).float()
+    out_dev = logits.device  # with a device map the layers (and so the hooked residuals) sit on several devices
+    resid = torch.stack([grabbed[i].to(out_dev) for i in range(len(names))], dim=1).float()
+    input_ids = input_ids.to(out_dev)
     b = len(seqs)
     if choice_ids is not None:
         choice_ids = choice_ids.to(logits.device)
@@ -137,7 +139,7 @@ def hooked_forward_shared_prefix(
                logits_to_keep=1)
     cache = output_cache(first)
     owner = torch.tensor([g for g, (_, cs) in enumerate(groups) for _ in cs], device=device)
-    cache.batch_select_indices(owner)
+    cache.batch_select_indices(owner.cpu())  # CPU indices work for cache layers on any device
     conts = [list(c) for _, cs in groups for c in cs]
     n, width = len(conts), max(len(c) for c in conts)
     ids = torch.full((n, width), pad, dtype=torch.long)
@@ -164,10 +166,13 @@ def hooked_forward_shared_prefix(
     with model.bridge.hooks(fwd_hooks=[(name, make_hook(i)) for i, name in enumerate(names)]):
         logits = model.bridge(ids, attention_mask=mask, position_ids=positions, **cache_kwargs(hf, cache))
     # token k of a continuation is predicted by the prefix's last position (k = 0) or continuation position k-1
-    preds = torch.cat([first.logits[owner][:, -1:, :].float(), logits[:, :-1, :].float()], dim=1)
+    out_dev = logits.device
+    first_logits = first.logits.to(out_dev)[owner.to(out_dev)][:, -1:, :].float()
+    preds = torch.cat([first_logits, logits[:, :-1, :].float()], dim=1)
+    ids, c_mask = ids.to(out_dev), c_mask.to(out_dev)
     logp = preds.gather(2, ids[:, :, None])[:, :, 0] - torch.logsumexp(preds, dim=-1)
     logprob = (logp * c_mask).sum(dim=1).cpu()
-    resid = torch.stack([grabbed[i] for i in range(len(names))], dim=1).float()
+    resid = torch.stack([grabbed[i].to(out_dev) for i in range(len(names))], dim=1).float()
     return BatchOut(resid=resid, last_logits=torch.empty(n, 1, 0), logprob_sum=logprob)
 
 

@@ -29,7 +29,7 @@ import torch
 
 from core.io import atomic_dir as _atomic_dir
 from core.io import write_json
-from core.schemas import ModelIdentity, from_data, to_data
+from core.schemas import ModelIdentity, to_data
 from hooks import execution, hf_compat, tiny
 
 log = logging.getLogger(__name__)
@@ -96,14 +96,6 @@ def identity(hf: Any, tok: Any, *, name: str, source: str, path: str | None, dig
         kind=kind, kind_source=kind_source, architecture=type(hf).__name__,  # type: ignore[arg-type]
         n_layers=int(cfg.num_hidden_layers), d_model=int(cfg.hidden_size), random_init=random_init)
 
-
-def recorded_identity(provenance: dict[str, Any]) -> ModelIdentity | None:
-    """The model identity a store or generations file recorded (None when it predates recorded identities).
-    Records made before `weight_hash_method` existed hashed the tensors, and read as such."""
-    ident = provenance.get("identity")
-    if not ident:
-        return None
-    return from_data(ModelIdentity, {"weight_hash_method": "tensors", **ident}, "identity")
 
 
 @dataclass

@@ -42,7 +42,7 @@ import numpy as np
 from jaxtyping import Float
 
 from core.io import atomic_path, atomic_write
-from core.schemas import ModelIdentity, from_data
+from core.schemas import ModelIdentity, recorded_identity
 
 ROW_FIELDS = ("question_id", "variant_id", "option_index", "label", "answer_original", "n_choices", "n_tokens")
 ARRAYS = ("resid", "answer_logits", "lens_logits", "option_logprob", "option_ntokens", "option_nchars")
@@ -374,8 +374,7 @@ class Store:
 
     def identity(self) -> ModelIdentity | None:
         """The captured model's identity (None for stores captured before identities were recorded)."""
-        ident = self.provenance.get("identity")
-        return from_data(ModelIdentity, ident, "identity") if ident else None
+        return recorded_identity(self.provenance)
 
     def subjects(self) -> dict[str, str]:
         """question id -> subject ("" when the task has none or the store predates the subject column)."""

@@ -157,3 +157,38 @@ def test_a_store_with_fewer_variants_supplies_its_rows(tiny_model, tmp_path, mon
         for name in ("answer_logits", "option_logprob", "lens_logits"):
             np.testing.assert_allclose(a.array(name)[ia], b.array(name)[ib], rtol=1e-4, atol=1e-4, equal_nan=True)
         np.testing.assert_allclose(a.resid_rows(ia), b.resid_rows(ib), rtol=1e-2, atol=1e-2)
+
+
+def test_batch_size_auto_halves_on_out_of_memory_and_gives_the_same_store(tiny_model, tmp_path, monkeypatch):
+    """--batch-size auto: a pass over more rows than the device holds (simulated) halves the budget and continues;
+    the store equals a fixed-size capture's."""
+    import dataclasses
+
+    import torch
+
+    from hooks import forward as cap
+
+    fixed = capture(CFG, tmp_path / "fixed.h5", model=tiny_model)
+    real_fwd, real_shared, sizes = cap.hooked_forward, cap.hooked_forward_shared_prefix, []
+
+    def small_device(model, seqs, **kw):
+        sizes.append(len(seqs))
+        if len(seqs) > 3:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
+        return real_fwd(model, seqs, **kw)
+
+    def small_device_shared(model, groups, **kw):
+        if sum(len(c) for _, c in groups) > 5:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
+        return real_shared(model, groups, **kw)
+
+    monkeypatch.setattr(cap, "hooked_forward", small_device)
+    monkeypatch.setattr(cap, "hooked_forward_shared_prefix", small_device_shared)
+    monkeypatch.setattr(run_mod.Budget, "of", classmethod(lambda c, cfg, device: c(64, 65536, auto=True)))
+    auto = capture(dataclasses.replace(CFG, batch_size="auto"), tmp_path / "auto.h5", model=tiny_model)
+    assert max(sizes) > 3 and sizes[-1] <= 3  # it tried big, then ran at the size that fits
+    with Store(fixed) as a, Store(auto) as b:
+        np.testing.assert_allclose(a.array("answer_logits"), b.array("answer_logits"), rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(a.array("option_logprob"), b.array("option_logprob"), rtol=1e-4, atol=1e-4,
+                                   equal_nan=True)
+        np.testing.assert_allclose(a.resid_rows(), b.resid_rows(), rtol=1e-2, atol=1e-2)

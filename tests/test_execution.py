@@ -14,6 +14,7 @@ import cli
 from commands import probe
 from core.config import ExecutionOptions
 from core.provenance import config_hash
+from core.schemas import recorded_identity
 from hooks import execution, models
 
 CUDA = torch.cuda.is_available()
@@ -146,8 +147,8 @@ def test_large_and_quantized_models_are_hashed_by_their_files(tmp_path, monkeypa
 def test_records_without_a_hash_method_read_as_tensor_hashes(tiny_model):
     prov = tiny_model.provenance()
     old = {k: v for k, v in prov["identity"].items() if k != "weight_hash_method"}
-    assert models.recorded_identity({"identity": old}) == tiny_model.identity
-    assert models.recorded_identity({}) is None
+    assert recorded_identity({"identity": old}) == tiny_model.identity
+    assert recorded_identity({}) is None
 
 
 def test_micro_batches_give_the_whole_batchs_step_and_out_of_memory_halves_them(monkeypatch):

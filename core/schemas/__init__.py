@@ -16,6 +16,7 @@ from core.schemas.common import (
     ModelIdentity,
     RunHeader,
     TaskInfo,
+    recorded_identity,
     run_header,
 )
 from core.schemas.convert import SchemaError, from_data, to_data
@@ -30,6 +31,6 @@ from core.schemas.unlock import UnlockResult
 __all__ = [
     "MODEL_KINDS", "REGISTRY", "DiffResult", "Estimate", "EvalResult", "Execution", "LockResult", "Machine",
     "ModelIdentity", "ProbeResult", "ReportManifest", "Result", "RunHeader", "SchemaError", "SweepRecord",
-    "TaskInfo", "TransferResult", "UnlockResult", "from_data", "load_result", "parse_schema", "recorded_config_hash", "register",
-    "run_header", "to_data",
+    "TaskInfo", "TransferResult", "UnlockResult", "from_data", "load_result", "parse_schema", "recorded_config_hash",
+    "recorded_identity", "register", "run_header", "to_data",
 ]

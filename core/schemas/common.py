@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any, Literal
 
 from core.provenance import machine, package_version, to_jsonable, versions
+from core.schemas.convert import from_data
 
 ModelKind = Literal["base", "instruct", "fine-tuned"]
 KindSource = Literal["flag", "lock-record", "unlock-record", "registry", "chat-template", "default"]
@@ -129,3 +130,12 @@ def run_header(*, command: str, model: ModelIdentity, task: TaskInfo, seed: int,
         machine=Machine(str(m["platform"]), str(m["processor"]), m["cpu_count"]), model=model, task=task, seed=seed,
         config=to_jsonable(config), config_hash=config_hash, execution=execution,
         timing={k: round(float(v), 1) for k, v in timing.items()}, inputs=dict(inputs or {}))
+
+
+def recorded_identity(provenance: dict[str, Any]) -> ModelIdentity | None:
+    """The model identity a store or generations file recorded (None when it predates recorded identities).
+    Records made before `weight_hash_method` existed hashed the tensors, and read as such."""
+    ident = provenance.get("identity")
+    if not ident:
+        return None
+    return from_data(ModelIdentity, {"weight_hash_method": "tensors", **ident}, "identity")
