@@ -42,7 +42,7 @@ def speed(model_name: str, task: str, n: int, batch_size: int, repeats: int) -> 
 
     from eval import tasks
     from hooks import forward as cap
-    from hooks.capture import _blocks, plan_rows
+    from hooks.capture import batches, plan_rows
     from hooks.models import load_hf, load_model
 
     torch.set_num_threads(1)
@@ -50,7 +50,7 @@ def speed(model_name: str, task: str, n: int, batch_size: int, repeats: int) -> 
     plain = load_hf(model_name).model  # an unwrapped copy: the bare HF baseline
     records = tasks.load_task(tasks.TaskSpec(task), n=n)
     rows = sorted(plan_rows(model, records, ["default"], [], 0), key=lambda r: len(r.ids))
-    batches = [rows[a:b] for a, b in _blocks(rows, batch_size, 1 << 30)]
+    batches = [rows[a:b] for a, b in batches(rows, batch_size, 1 << 30)]
     layers = list(range(model.n_layers + 1))
     pad = model.tokenizer.pad_token_id
 

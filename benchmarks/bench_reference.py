@@ -86,14 +86,14 @@ def _reference(a: argparse.Namespace, out: Path) -> dict:
     import torch
 
     from eval import variants
-    from hooks.capture import _option_groups, _prefix_batches, _row_order, plan_rows, select_records
+    from hooks.capture import option_groups, plan_rows, prefix_batches, row_order, select_records
     from hooks.execution import resolve_device, resolve_dtype, torch_threads
     from hooks.models import load_hf, load_tokenizer
 
     cfg = _capture_config(a)
     info = load_tokenizer(a.model)
     records = select_records(cfg)
-    rows = sorted(plan_rows(info, records, variants.variant_set("default,option"), [], cfg.seed), key=_row_order)
+    rows = sorted(plan_rows(info, records, variants.variant_set("default,option"), [], cfg.seed), key=row_order)
     device = resolve_device(a.device)
     hf = load_hf(a.model, dtype=resolve_dtype(a.dtype, device), device=device).model
     pad = info.tokenizer.pad_token_id
@@ -127,8 +127,8 @@ def _reference(a: argparse.Namespace, out: Path) -> dict:
             for i, r in enumerate(part):
                 answer.append(o.logits[i, -1, list(r.choice_ids)].float().cpu().numpy())
                 keys.append(f"{r.question_id}|{r.variant}|{r.option_index}")
-        groups = _option_groups(opts)
-        for g0, g1 in _prefix_batches(opts, groups, a.batch_size, 4096):
+        groups = option_groups(opts)
+        for g0, g1 in prefix_batches(opts, groups, a.batch_size, 4096):
             batch = [opts[s:e] for s, e in groups[g0:g1]]
             prefixes = [q[0].ids[: len(q[0].ids) - q[0].n_cont] for q in batch]
             pw = max(len(p) for p in prefixes)

@@ -118,7 +118,7 @@ def test_option_rows_equal_whole_sequences_at_any_batch_size(tiny_model, tmp_pat
     plan = sorted(run_mod.plan_rows(tiny_model, run_mod.tasks.load_task(run_mod.tasks.TaskSpec(CFG.task, CFG.split),
                                                                         n=CFG.n, seed=CFG.seed),
                                     run_mod.variants.variant_set(",".join(CFG.variants)), [], CFG.seed),
-                  key=run_mod._row_order)
+                  key=run_mod.row_order)
     opt_rows = [r for r in plan if r.option_index >= 0]
     layers = list(range(tiny_model.n_layers + 1))
     whole = [cap.hooked_forward(tiny_model, [r.ids], layers=layers, n_cont=[r.n_cont]) for r in opt_rows]

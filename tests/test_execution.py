@@ -15,7 +15,7 @@ from commands import probe
 from core.config import ExecutionOptions
 from core.provenance import config_hash
 from core.schemas import recorded_identity
-from hooks import execution, models
+from hooks import execution, model_files, models
 
 CUDA = torch.cuda.is_available()
 no_cuda = pytest.mark.skipif(CUDA, reason="checks the errors of a machine without CUDA")
@@ -131,9 +131,9 @@ def test_large_and_quantized_models_are_hashed_by_their_files(tmp_path, monkeypa
     plain.tokenizer.save_pretrained(tmp_path / "ckpt")
     small = models.load_model(str(tmp_path / "ckpt"))
     assert small.identity.weight_hash_method == "tensors" and small.weight_hash == models.weight_hash(plain.model)
-    monkeypatch.setattr(models, "FILE_HASH_MIN_PARAMS", 1000)  # the tiny model counts as large
+    monkeypatch.setattr(model_files, "FILE_HASH_MIN_PARAMS", 1000)  # the tiny model counts as large
     read = []
-    monkeypatch.setattr(models, "weight_hash", lambda m: read.append(m) or "tensors!")
+    monkeypatch.setattr(model_files, "weight_hash", lambda m: read.append(m) or "tensors!")
     large = models.load_model(str(tmp_path / "ckpt"))
     assert large.weight_hash == models.files_hash(tmp_path / "ckpt") and not read  # no tensor was hashed
     assert large.identity.weight_hash_method == "files" and large.identity.weight_hash == large.weight_hash

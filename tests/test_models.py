@@ -87,7 +87,7 @@ def test_cache_litter_of_killed_runs_is_cleaned_and_a_damaged_cache_is_refused(t
     import socket
     import subprocess
 
-    from hooks import models
+    from hooks import model_files as models
 
     parent = tmp_path / "models"
     parent.mkdir()
