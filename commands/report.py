@@ -50,10 +50,10 @@ from report.tables import (
     est,
     family_table,
     fixed_table,
-    fmt,
     fmt_size,
     groups,
     locking_table,
+    pval,
     summary_records,
     summary_rows,
     summary_table,
@@ -361,6 +361,6 @@ def summarize(out_dir: Path) -> str:
             lines.append(f"{head} no paired comparison ({s.ratio_reason})")
             continue
         lines.append(f"{head} straight-up {est(s.straight_up)}; best method (chosen on dev) {s.best_method}: "
-                     f"{est(s.best)}, gap {est(s.gap, True)} (paired bootstrap), McNemar p={fmt(s.mcnemar_p, 3)}"
+                     f"{est(s.best)}, gap {est(s.gap, True)} (paired bootstrap), McNemar p={pval(s.mcnemar_p)}"
                      + (f"; probe ceiling {est(s.probe)}" if s.probe is not None else ""))
     return "\n".join(lines)

@@ -21,7 +21,7 @@ from report.rows import Row
 
 GROUP_COLOURS = {"prompting": "#4C72B0", "internals": "#55A868", "control": "#AAAAAA", "locking": "#DD8452"}
 METHOD_COLOURS = {"probe": "#55A868", "lens": "#8172B3", "control": "#999999", "cka": "#4C72B0", "cosine": "#C44E52"}
-DPI = 170
+DPI = 150
 FORMATS = (".png", ".svg")
 
 

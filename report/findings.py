@@ -79,8 +79,8 @@ def majority_vote(groups: Sequence[GroupAnalysis]) -> Finding:
     f.answer = (f"In {counts['higher']} of {n} model/task pairs the vote is higher, in {counts['lower']} lower, in "
                 f"{counts['no detectable difference']} not detectably different (exact McNemar test, 5%).")
     f.can = ("Each pair's answer on every question both were scored on (the vote is a fixed procedure, nothing is "
-             f"chosen): differences larger than about ±{max(widths):.2f} (the widest interval's half-width) "
-             "would have been seen.")
+             "chosen): a difference outside a pair's interval is ruled out at 95%; the widest interval has a "
+             f"half-width of {max(widths):.2f}.")
     f.cannot = ("Smaller differences, and whether the answer holds for other models, tasks or variant sets; the vote "
                 "depends on which variants voted.")
     return f

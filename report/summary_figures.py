@@ -21,7 +21,7 @@ from matplotlib.figure import Figure
 from eval.stats import Estimate
 from report.findings import MIN_MODELS_FOR_TREND
 from report.gap import GroupAnalysis
-from report.outcomes import PROBE, VOTE
+from report.outcomes import PROBE, VOTE, Outcome
 
 FAMILY_COLOURS = {"straight-up": "#C44E52", "prompt variants": "#4C72B0", "chain of thought": "#64B5CD",
                   "majority vote": "#8172B3", "logit lens": "#937860", "probe": "#55A868", "unlocking": "#DD8452",
@@ -152,13 +152,18 @@ def gap_vs_size(groups: Sequence[GroupAnalysis]) -> Figure | None:
     return fig
 
 
+def _name(o: Outcome) -> str:
+    """A method's name shared across models ("majority vote", not "majority vote over 11 metrics")."""
+    return o.key.removeprefix("prompt:")
+
+
 def variant_effects(groups: Sequence[GroupAnalysis]) -> Figure | None:
     """Each variant's paired difference from straight-up on every question, one colour per model, per task."""
     have = [g for g in groups if any(f.outcome.family != VOTE for f in g.fixed)]
     if not have:
         return None
     tasks = sorted({g.task for g in have})
-    names = sorted({f.outcome.label for g in have for f in g.fixed})
+    names = sorted({_name(f.outcome) for g in have for f in g.fixed})
     models = sorted({g.model for g in have})
     fig = Figure(figsize=(5.5 * len(tasks), 0.3 * len(names) + 1.6), layout="constrained")
     for k, task in enumerate(tasks):
@@ -171,7 +176,7 @@ def variant_effects(groups: Sequence[GroupAnalysis]) -> Figure | None:
             colour = MODEL_COLOURS[j % len(MODEL_COLOURS)]
             for f in g.fixed:
                 d = f.gap.difference
-                ax.errorbar([d.value], [y[f.outcome.label] + off], xerr=_err(d), fmt="o", color=colour,
+                ax.errorbar([d.value], [y[_name(f.outcome)] + off], xerr=_err(d), fmt="o", color=colour,
                             mfc=colour if f.p_holm < 0.05 else "white", capsize=2, markersize=4)
             ax.plot([], [], "o", color=colour, label=g.model)
         ax.axvline(0, color="black", linewidth=0.8)

@@ -95,7 +95,8 @@ SUMMARY_HEADER = (
     "model", "task", "size", "kind", "test (dev) questions", "chance",
     "straight-up [Wilson, questions]", "best method, chosen on dev (k candidates)",
     "its accuracy [Wilson, questions]", "gap: minus straight-up [paired bootstrap, questions]",
-    "McNemar b/c, p", "ratio [paired bootstrap]", "naive max on test (inflation; expected by chance)",
+    "McNemar b/c, p", "ratio [paired bootstrap]",
+    "naive max on test (minus the chosen; a max's excess over the mean candidate by chance alone)",
     "probe ceiling, chosen on train CV", "probe gap [paired bootstrap]")
 
 
