@@ -232,12 +232,14 @@ def surface_control(cfg: Config, store: Store, option: Target, train_ids: list[s
         mcnemar=schema.PairedTest(mc.b, mc.c, mc.p_value)), fit
 
 
-def below_chance(sweep: Sweep, layers: list[int], chance_level: float) -> dict[str, list[int]]:
-    """Per target, the layers whose test accuracy is below chance by its whole Wilson interval (upper bound below
-    `chance_level`): the probe picks wrong answers systematically, which knowledge cannot explain (usually the
-    gold answer's displayed position learnt from train, or a question's rows not yet differing at that layer)."""
-    return {t: [layer for layer, f in zip(layers, fits, strict=True) if accuracy(f.test_correct).hi < chance_level]
-            for t, fits in sweep.fits.items()}
+def below_chance(sweep: Sweep, layers: list[int], chance_level: float, alpha: float = 0.05) -> dict[str, list[int]]:
+    """Per target, the layers whose test accuracy is below chance by its whole Wilson interval, at confidence
+    1 - alpha / (layers x targets) (Bonferroni over every probe scanned, so chance alone flags one with probability
+    at most about alpha / 2): the probe picks wrong answers systematically, which knowledge cannot explain (usually
+    the gold answer's displayed position learnt from train, or a question's rows not yet differing at a layer)."""
+    confidence = 1.0 - alpha / max(1, sum(len(fits) for fits in sweep.fits.values()))
+    return {t: [layer for layer, f in zip(layers, fits, strict=True)
+                if accuracy(f.test_correct, confidence).hi < chance_level] for t, fits in sweep.fits.items()}
 
 
 def _estimates(by_target: dict[str, list[dict[str, Any]]]) -> dict[str, list[Estimate]]:

@@ -171,9 +171,20 @@ def test_surface_control_is_fit_like_the_option_probe(tmp_path):
     assert sc.margin == paired_difference(probe.correct.to_numpy(), surf.correct.to_numpy(), seed=1, **kw)
     mc = mcnemar_exact(probe.correct.to_numpy(), surf.correct.to_numpy(), **kw)
     assert (sc.mcnemar.b, sc.mcnemar.c, sc.mcnemar.p_value) == (mc.b, mc.c, mc.p_value)
+    from commands.probe import below_chance
+    from probes.fit import Sweep
+
     for target, flagged in res.below_chance.items():  # flagged layers: the whole Wilson interval below chance
         for layer in flagged:
             assert res.probe_by_layer[target][res.layers.index(layer)].hi < res.chance
+    wrong = type("Fit", (), {"test_correct": np.zeros(40, dtype=bool)})()  # 0 of 40: below 0.25 at any level
+    right = type("Fit", (), {"test_correct": np.arange(40) % 4 == 0})()  # 10 of 40: chance
+    fake = Sweep("probe", {"option": [wrong, right, right], "letter": [right, right, wrong]})
+    assert below_chance(fake, [0, 1, 2], 0.25) == {"option": [0], "letter": [2]}
+    few = type("Fit", (), {"test_correct": np.r_[np.ones(3), np.zeros(37)].astype(bool)})()  # 3/40: Wilson hi 0.20
+    assert below_chance(Sweep("probe", {"option": [few]}), [0], 0.25) == {"option": [0]}
+    assert below_chance(Sweep("probe", {"option": [few] * 31, "letter": [few] * 31}), list(range(31)), 0.25) == {
+        "option": [], "letter": []}  # 62 probes scanned: 3/40 is no longer below chance by the corrected interval
     assert "surface-cue control" in summarize(out)
     off = probe_run(ProbeConfig(model="tiny-llama", task="capitals", n=24, out=str(tmp_path / "off"), n_shuffles=1,
                                 seed=1, surface=False))

@@ -169,4 +169,5 @@ class ProbeResult(Result):
     surface: SurfaceControl | None  # the surface-cue control beside the option probe (null: --no-surface, or no
     # option rows)
     below_chance: dict[str, list[int]]  # target -> layers whose probe scores below chance by its whole interval
-    # (Wilson upper bound < chance): systematic anti-prediction, a label-position artefact, not knowledge
+    # (Wilson upper bound < chance at confidence 1 - 0.05 / probes scanned, Bonferroni over layers and targets):
+    # systematic anti-prediction, a label-position artefact, not knowledge
