@@ -3,6 +3,9 @@
 Writes into one directory: `activations.h5` (and `activations_control.h5` for the random-init control),
 `results.json` (`core.schemas.ProbeResult`), `samples.parquet` (every question's answer per method and layer, see
 `core.samples`), `probe_by_layer.png` and `probe_ceiling.npz/.json` (the probe behind the reported ceiling).
+Beside the option probe, the surface-cue control (`probes.surface`: a probe on each option's length and words alone,
+fit and selected the same way) with the option probe's paired margin over it; layers whose probe scores below chance
+by its whole interval are flagged (`below_chance`: a label-position artefact, not knowledge).
 Rerunning with the same config reuses the captures and, if complete, the results.
 """
 
@@ -41,16 +44,19 @@ from core.schemas import (
     to_data,
 )
 from core.schemas import probe as schema
-from eval.stats import accuracy, bootstrap_mean, mean_over_runs, split_ids
+from eval.paired import mcnemar_exact, paired_difference
+from eval.runs import accuracy_over_runs
+from eval.stats import accuracy, bootstrap_mean, split_ids
 from hooks import execution
-from hooks.capture import CaptureConfig, capture
+from hooks.capture import CaptureConfig, capture, select_records
 from hooks.execution import resolve_device, torch_threads
 from hooks.models import describe
 from hooks.store import Store, store_checksum
-from probes.fit import FeatureReader, Sweep, ceiling, select_layer, sweep_layers
+from probes.fit import FeatureReader, LayerFit, Sweep, ceiling, fit_layer, select_layer, sweep_layers
 from probes.lens import lens_predictions
 from probes.plot import plot_by_layer
-from probes.targets import TARGETS, Answers, chance, load_target, prompted_answers
+from probes.surface import option_texts, surface_features
+from probes.targets import TARGETS, Answers, Target, chance, load_target, prompted_answers
 from probes.torch_linear import TorchSolver
 
 log = logging.getLogger(__name__)
@@ -78,6 +84,8 @@ class Config(ModelOptions, ModelKindOptions, TaskOptions, ExecutionOptions, Outp
     test_fraction: float = opt(0.5, "fraction of questions held out for testing")
     solver: str = opt("torch", "probe fitting: torch (every layer, fold and C in one batched L-BFGS solve on --device; "
                       "tested equal to scikit-learn at its optimum) or sklearn (the reference: one fit at a time)")
+    surface: bool = opt(True, "fit the surface-cue control beside the option probe: a probe on each option's "
+                        "length and words alone, without the question (reads the task's records)")
 
     def _check(self) -> None:
         if self.control not in CONTROLS:
@@ -176,6 +184,9 @@ def compute(cfg: Config, act: Path, ctrl: Path | None, out: Path) -> tuple[Probe
         test_letter = letter.subset(np.isin(letter.groups, test_ids))
         chance_test = chance(test_letter)
         majority = int(np.bincount(letter.subset(np.isin(letter.groups, train_ids)).y).argmax())
+        option = next(t for t in targets if t.name == "option")
+        surface, surface_fit = (surface_control(cfg, store, option, train_ids, sweeps["probe"], layers)
+                                if cfg.surface else (None, None))
     if ctrl is not None:
         with Store(ctrl) as cstore:
             ctargets = [load_target(cstore, t) for t in TARGETS]
@@ -191,7 +202,7 @@ def compute(cfg: Config, act: Path, ctrl: Path | None, out: Path) -> tuple[Probe
     for k in controls:
         if k == "shuffled":
             control_results[k] = schema.Control(shuffled_by_layer(shuffles, cfg.seed), cfg.n_shuffles,
-                                                from_data(schema.ControlCeiling, shuffled_ceiling(shuffles, layers)))
+                                                from_data(schema.ControlCeiling, shuffled_ceiling(shuffles, layers, cfg.seed)))
         else:
             c = ceiling(sweeps[k], layers)
             control_results[k] = schema.Control(
@@ -210,9 +221,41 @@ def compute(cfg: Config, act: Path, ctrl: Path | None, out: Path) -> tuple[Probe
         ceiling=from_data(schema.Ceiling, ceil),
         ceiling_by_target={t: from_data(schema.Ceiling, _target_ceiling(sweeps["probe"], t, layers))
                            for t in sweeps["probe"].fits},
-        majority_baseline=schema.MajorityBaseline(majority, accuracy(test_letter.y == majority)))
-    samples = _samples(cfg, header, subjects, train_ids, test_ids, layers, prompted_ans, lens_ans, sweeps, shuffles)
+        majority_baseline=schema.MajorityBaseline(majority, accuracy(test_letter.y == majority)),
+        surface=surface, below_chance=below_chance(sweeps["probe"], layers, chance_test))
+    samples = _samples(cfg, header, subjects, train_ids, test_ids, layers, prompted_ans, lens_ans, sweeps, shuffles,
+                       surface_fit)
     return results, samples
+
+
+def surface_control(cfg: Config, store: Store, option: Target, train_ids: list[str], sweep: Sweep,
+                    layers: list[int]) -> tuple[schema.SurfaceControl, LayerFit]:
+    """The surface-cue control (`probes.surface`) fit like the option probe on the train questions, and the option
+    probe (its layer chosen on train CV) against it on the same test questions: paired margin and McNemar test."""
+    texts = option_texts(select_records(capture_config(cfg)), option.groups, option.order, option.option_index)
+    train = np.isin(option.groups, train_ids)
+    feats = surface_features(texts, store.array("option_ntokens", option.rows),
+                             store.array("option_nchars", option.rows), train)
+    fit = fit_layer(option, feats.X, train)
+    layer = _target_ceiling(sweep, "option", layers)["layer"]
+    probe = sweep.fits["option"][layers.index(layer)]
+    kw = {"elicited_ids": probe.test_ids, "straight_ids": fit.test_ids}
+    mc = mcnemar_exact(probe.test_correct, fit.test_correct, **kw)
+    return schema.SurfaceControl(
+        features=feats.describe(), n_features=len(feats.names), test_accuracy=accuracy(fit.test_correct),
+        cv_accuracy=fit.cv, C=fit.C, probe_layer=layer, probe_test_accuracy=accuracy(probe.test_correct),
+        margin=paired_difference(probe.test_correct, fit.test_correct, seed=cfg.seed, **kw),
+        mcnemar=schema.PairedTest(mc.b, mc.c, mc.p_value)), fit
+
+
+def below_chance(sweep: Sweep, layers: list[int], chance_level: float, alpha: float = 0.05) -> dict[str, list[int]]:
+    """Per target, the layers whose test accuracy is below chance by its whole Wilson interval, at confidence
+    1 - alpha / (layers x targets) (Bonferroni over every probe scanned, so chance alone flags one with probability
+    at most about alpha / 2): the probe picks wrong answers systematically, which knowledge cannot explain (usually
+    the gold answer's displayed position learnt from train, or a question's rows not yet differing at a layer)."""
+    confidence = 1.0 - alpha / max(1, sum(len(fits) for fits in sweep.fits.values()))
+    return {t: [layer for layer, f in zip(layers, fits, strict=True)
+                if accuracy(f.test_correct, confidence).hi < chance_level] for t, fits in sweep.fits.items()}
 
 
 def _estimates(by_target: dict[str, list[dict[str, Any]]]) -> dict[str, list[Estimate]]:
@@ -239,8 +282,9 @@ def _capture_record(store: Store) -> schema.Capture:
 
 def _samples(cfg: Config, header: Any, subjects: dict[str, str], train_ids: list[str], test_ids: list[str],
              layers: list[int], prompted: dict[str, Answers], lens: Answers, sweeps: dict[str, Sweep],
-             shuffles: list[Sweep]) -> SampleTable:
-    """samples.parquet: prompted answers and the lens (every question), probes and controls (test questions)."""
+             shuffles: list[Sweep], surface: LayerFit | None = None) -> SampleTable:
+    """samples.parquet: prompted answers and the lens (every question), probes and controls (test questions; the
+    surface-cue control as ``control:surface`` of the option variant, no layer)."""
     m = header.model
     table = SampleTable(model=m.name, weight_hash=m.weight_hash, task=cfg.task, seed=cfg.seed, command="probe",
                         condition=None)
@@ -265,6 +309,8 @@ def _samples(cfg: Config, header: Any, subjects: dict[str, str], train_ids: list
             for layer, fit in zip(layers, fits, strict=True):
                 if fit.answers is not None:
                     add(fit.answers, variant=TARGET_VARIANT[t], method=method.format(t=t), layer=layer)
+    if surface is not None and surface.answers is not None:
+        add(surface.answers, variant=TARGET_VARIANT["option"], method="control:surface", layer=None)
     return table
 
 
@@ -283,16 +329,19 @@ def shuffled_by_layer(shuffles: list[Sweep], seed: int) -> dict[str, list[Estima
     return out
 
 
-def shuffled_ceiling(shuffles: list[Sweep], layers: list[int]) -> dict[str, Any]:
+def shuffled_ceiling(shuffles: list[Sweep], layers: list[int], seed: int = 0) -> dict[str, Any]:
     """The control ceiling chosen the same way as the probe's (on train CV), once per shuffle, and its mean over
-    shuffles (Student-t interval); target is the one chosen most often, layer None when the shuffles disagree."""
+    shuffles with `eval.runs.accuracy_over_runs` (each shuffle a run on the same test questions: a crossed bootstrap
+    over shuffles and questions, within [0, 1]; Wilson for one shuffle); target is the one chosen most often, layer
+    None when the shuffles disagree."""
     each = [ceiling(sw, layers) for sw in shuffles]
-    values = np.array([c["test_accuracy"]["value"] for c in each])
+    chosen = [sw.fits[c["target"]][layers.index(c["layer"])] for sw, c in zip(shuffles, each, strict=True)]
+    acc = accuracy_over_runs([f.test_correct for f in chosen], ids_by_run=[f.test_ids for f in chosen], seed=seed)
     targets = [c["target"] for c in each]
     layer_set = {c["layer"] for c in each}
     return {
         "target": max(set(targets), key=targets.count), "layer": layer_set.pop() if len(layer_set) == 1 else None,
-        "test_accuracy": mean_over_runs(values).to_dict(), "selected_on": "train-cv",
+        "test_accuracy": acc.to_dict(), "selected_on": "train-cv",
         "per_shuffle": [{"target": c["target"], "layer": c["layer"], "test_accuracy": c["test_accuracy"]["value"]}
                         for c in each],
     }
@@ -360,7 +409,7 @@ def summarize(out_dir: Path) -> str:
     h, sp = res.header, res.split
     lines = [f"probe: {h.model.name} on {h.task.name} ({h.task.split} split), "
              f"{sp.n_train + sp.n_test} questions: {sp.n_train} train / {sp.n_test} test "
-             f"(split by question, seed {sp.seed}); 95% Wilson intervals",
+             f"(split by question, seed {sp.seed}); 95% Wilson intervals over questions unless stated",
              "prompted accuracy                     test questions                 all questions"]
     names = {"letter": "letter (argmax answer logits)", "option": "option text (sum log-prob)",
              "option_norm": "option text (log-prob per char)"}
@@ -387,11 +436,22 @@ def summarize(out_dir: Path) -> str:
         cc = control.ceiling
         if control.n_shuffles is not None:
             each = ", ".join(f"{x.test_accuracy:.2f} ({x.target} L{x.layer})" for x in cc.per_shuffle)
-            lines.append(f"{kind} control, chosen the same way, mean over {control.n_shuffles} shuffles: "
+            lines.append(f"{kind} control, chosen the same way, mean over {control.n_shuffles} shuffles (interval: "
+                         f"{cc.test_accuracy.method} over shuffles and questions): "
                          f"{_ci(cc.test_accuracy)}; each: {each}")
         else:
             lines.append(f"{kind} control, chosen the same way: {cc.target} layer {cc.layer}: "
                          f"{_ci(cc.test_accuracy)}")
+    sc = res.surface
+    if sc is not None:
+        lines.append(f"surface-cue control (option length and words alone, chosen on train CV): "
+                     f"{_ci(sc.test_accuracy)}; option probe (layer {sc.probe_layer}) minus it, same test questions: "
+                     f"{sc.margin.value:+.3f} [{sc.margin.lo:+.3f}, {sc.margin.hi:+.3f}] (paired bootstrap over "
+                     f"questions), McNemar {sc.mcnemar.b}/{sc.mcnemar.c} p={sc.mcnemar.p_value:.2g}")
+    for t, flagged in res.below_chance.items():
+        if flagged:
+            lines.append(f"{t} probe below chance by its whole interval at layer(s) {', '.join(map(str, flagged))}: "
+                         "a label-position artefact, not knowledge")
     lb = res.lens_best
     lines.append(f"logit lens, layer chosen on train: layer {lb.layer}: {_ci(lb.test_accuracy)}")
     mb = res.majority_baseline

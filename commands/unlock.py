@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from core.config import (
@@ -56,6 +57,7 @@ from locking.unlock_plot import plot
 log = logging.getLogger(__name__)
 
 SAMPLES = "samples.parquet"
+MITIGATED_ANSWERS = "relock-mitigation-answers.json"  # per-question answers of the mitigated model (runs/)
 MODEL_SCHEMA = "gaplens.unlock-model/1"
 MODEL_META = "gaplens_unlock.json"
 RELOCK_METHODS = ("relock-weak", "relock-large", "large")
@@ -238,8 +240,10 @@ def _run(cfg: Config) -> Path:
     def mitigation() -> tuple[Any, dict[str, Any]]:
         if not mitigated:
             state, rounds = unlock.mitigate(ctx, p, cfg.seed)
-            mitigated.update(state=state, ref=unlock.reference(ctx, state), rounds=rounds)
+            answers: dict[str, Any] = {}
+            mitigated.update(state=state, ref=unlock.reference(ctx, state, answers), rounds=rounds)
             write_json(out / "runs" / "relock-mitigation.json", {"rounds": rounds, "ref": mitigated["ref"]})
+            write_json(out / "runs" / MITIGATED_ANSWERS, {k: unlock.answers_record(a) for k, a in answers.items()})
         return mitigated["state"], mitigated["ref"]
 
     def one(method: str, seed: int) -> dict[str, Any]:
@@ -300,12 +304,27 @@ def _run(cfg: Config) -> Path:
                                                       ("with_password", "no_password", "converged")}),
         mitigation=(from_data(schema.Mitigation, read_json(mitigation_file))
                     if mitigation_file.exists() and "relock" in methods else None),
-        methods={m: report.typed(report.summarize_method(r)) for m, r in runs.items()})
+        methods={m: report.typed(report.summarize_method(r, _question_ref(out, m, ref_answers, ctx.dev)))
+                 for m, r in runs.items()})
     write_csv(out / "unlock_curve.csv", report.CSV_HEADER, report.csv_rows(runs))
     plot(results, out / "unlock_curve.png")
     write_samples(out / SAMPLES, _samples(results, ctx.es, ctx.dev, ref_answers, runs))
     results.write(out / "results.json")
     return out
+
+
+def _question_ref(out: Path, method: str, ref: dict[str, evalset.Answers], dev: Any) -> report.QuestionRef | None:
+    """The starting model's per-question answers for `method`: the locked model's, or for the re-locked controls
+    the mitigated model's (kept beside the mitigation record; None when that file is missing)."""
+    if method in ("relock-weak", "relock-large"):
+        path = out / "runs" / MITIGATED_ANSWERS
+        if not path.exists():
+            return None
+        a = read_json(path)
+        return report.QuestionRef(np.asarray(a["none"]["correct"], dtype=float),
+                                  np.asarray(a["password"]["correct"], dtype=float), np.asarray(dev, dtype=bool))
+    return report.QuestionRef(np.asarray(ref["none"].correct, dtype=float),
+                              np.asarray(ref["password"].correct, dtype=float), np.asarray(dev, dtype=bool))
 
 
 def _samples(results: UnlockResult, es: evalset.EvalSet, dev: Any, ref: dict[str, evalset.Answers],

@@ -105,8 +105,8 @@ class TaskOptions(DataOptions):
     split: str = opt("test", "task split to draw questions from")
     n: int | None = opt(None, "number of questions (seeded subsample); all if unset")
     seed: int = opt(0, "seed for subsampling, splits, few-shot draws and controls")
-    select: str = opt("hash", 'which n questions: "hash" (a seeded sample, nested across n) or "first" (file '
-                      "order)", hash_if_set=True)
+    select: str = opt("hash", 'which n questions: "hash" (a seeded sample, nested across n), "first" (file '
+                      'order) or "stratified" (by subject, in proportion to its size)', hash_if_set=True)
     fields: str | None = opt(None, 'field mapping for csv:/jsonl:/parquet:/hf: tasks, e.g. "question=q&choices=A,B,'
                              'C,D&answer=label" (or append "?..." to --task)', hash_if_set=True)
     truncate: str = opt("none", "prompts longer than the model's context: none (an error naming the question) or "
@@ -117,8 +117,8 @@ class TaskOptions(DataOptions):
             raise ValueError("--task is empty")
         if self.truncate not in ("none", "left"):
             raise ValueError(f"--truncate must be none or left, got {self.truncate!r}")
-        if self.select not in ("hash", "first"):
-            raise ValueError(f"--select must be hash or first, got {self.select!r}")
+        if self.select not in ("hash", "first", "stratified"):
+            raise ValueError(f"--select must be hash, first or stratified, got {self.select!r}")
         if self.n is not None and self.n < 1:
             raise ValueError(f"--n must be at least 1, got {self.n}")
 

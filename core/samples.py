@@ -15,8 +15,10 @@ question and whether it was right, so runs can be joined question by question (`
   character, ``cot`` = extracted from a chain of thought, ``cot_forced`` = the forced answer after it);
   ``probe:<target>`` (a linear probe on the residual stream: ``option`` or ``letter`` target; in transfer runs the
   variant's own probe); ``lens`` (the logit lens); ``control:shuffled-s<k>`` (probe fit on the k-th label shuffle)
-  and ``control:random-init`` (probe on a re-initialised model); ``control:shuffled`` and ``transfer`` (transfer
-  runs: the shuffled-label control, and the train variant's probe scored on this variant); ``probe:transfer``
+  and ``control:random-init`` (probe on a re-initialised model), ``control:surface`` (probe runs: the surface-cue
+  control, a probe on each option's length and words alone, option variant, no layer); ``control:shuffled`` and
+  ``transfer`` (transfer runs: the shuffled-label control, and the train variant's probe scored on this variant);
+  ``probe:transfer``
   (diff runs: the probe trained on one checkpoint scored on this one); ``lock`` / ``base`` (the locked model and
   the model before locking) and ``policy:weak`` / ``policy:strong`` (the policies' argmax answers); ``locked``
   (the locked model an unlock run starts from) and ``unlock:<method>-s<seed>`` (the final model of one unlocking

@@ -311,8 +311,31 @@ def _methods(x: Mapping[str, ArrayLike], name: str, ids: ArrayLike | None) -> tu
     return arrs, None if ids is None else _ids(ids, f"{name}_ids", n)
 
 
+def _dev_scores(dev: Mapping[str, ArrayLike | float], ids: ArrayLike | None
+                ) -> tuple[dict[str, float], np.ndarray | None, int]:
+    """Dev accuracy per candidate, the dev ids and the number of dev questions. A candidate is per-question
+    correctness on the dev questions (all such candidates on the same questions) or a number in [0, 1]: its dev
+    accuracy measured without per-question outcomes (e.g. a probe's cross-validated accuracy on the dev questions)."""
+    if not dev:
+        raise ValueError("dev has no candidate methods")
+    arrays = {str(k): v for k, v in dev.items() if np.ndim(v) != 0}
+    out: dict[str, float] = {}
+    for k, v in dev.items():
+        if np.ndim(v) == 0:
+            x = float(v)  # type: ignore[arg-type]
+            if not (math.isfinite(x) and 0.0 <= x <= 1.0):
+                raise ValueError(f"dev[{k!r}] must be an accuracy in [0, 1], got {v!r}")
+            out[str(k)] = x
+    if arrays:
+        d, di = _methods(arrays, "dev", ids)
+        out.update({k: float(a.mean()) for k, a in d.items()})
+        return out, di, len(next(iter(d.values())))
+    di = None if ids is None else _ids(ids, "dev_ids", len(np.asarray(ids)))
+    return out, di, 0 if di is None else len(di)
+
+
 def select_best_of_k(
-    dev: Mapping[str, ArrayLike],
+    dev: Mapping[str, ArrayLike | float],
     test: Mapping[str, ArrayLike],
     straight_test: ArrayLike,
     *,
@@ -328,21 +351,23 @@ def select_best_of_k(
     """Choose the candidate with the best dev accuracy, report its test accuracy and paired gap vs straight-up.
 
     `dev` / `test` map candidate name -> per-question correctness (every candidate on the same dev questions, and on
-    the same test questions in one order, `test_ids` if given). `straight_test` is straight-up on the test questions
+    the same test questions in one order, `test_ids` if given); a `dev` value may instead be a number, the
+    candidate's accuracy on the dev questions measured another way (a probe's cross-validated accuracy on them).
+    `n_dev` is the number of dev questions (of the per-question candidates, else of `dev_ids`, else 0). `straight_test` is straight-up on the test questions
     (aligned by `straight_ids` against `test_ids`, or by position). Selection is `eval.stats.select_then_report`
     over names in sorted order (ties go to the first name). With `dev_ids` and `test_ids`, dev and test must be
     disjoint. Returns a `SelectedGap` (the naive max over test and `max_excess_null` of the test table beside it).
     """
-    d, di = _methods(dev, "dev", dev_ids)
+    dev_acc, di, n_dev = _dev_scores(dev, dev_ids)
     t, ti = _methods(test, "test", test_ids)
-    if set(d) != set(t):
-        raise ValueError(f"dev and test candidates differ: only dev {sorted(set(d) - set(t))}, "
-                         f"only test {sorted(set(t) - set(d))}")
+    if set(dev_acc) != set(t):
+        raise ValueError(f"dev and test candidates differ: only dev {sorted(set(dev_acc) - set(t))}, "
+                         f"only test {sorted(set(t) - set(dev_acc))}")
     if di is not None and ti is not None and (common := np.intersect1d(di, ti)).size:
         raise ValueError(f"dev and test share {common.size} question ids (e.g. {common[:3].tolist()}): choose on "
                          "one split and report on another")
-    names = sorted(d)
-    dev_acc = {k: float(d[k].mean()) for k in names}
+    names = sorted(dev_acc)
+    dev_acc = {k: dev_acc[k] for k in names}
     test_acc = {k: float(t[k].mean()) for k in names}
     sel = select_then_report(dev_acc, test_acc)
     chosen, naive = str(sel["chosen"]), str(sel["naive_max_key"])
@@ -352,4 +377,4 @@ def select_best_of_k(
     null = max_excess_null(table, n_perm=n_perm, seed=seed) if len(names) >= 2 else None
     return SelectedGap(chosen=chosen, dev_accuracy=dev_acc, test_accuracy=test_acc, gap=gap, naive_max=naive,
                        naive_max_test=test_acc[naive], naive_max_difference=test_acc[naive] - gap.straight.value,
-                       inflation=float(sel["gap"]), null=null, n_dev=len(d[names[0]]), n_test=gap.n)
+                       inflation=float(sel["gap"]), null=null, n_dev=n_dev, n_test=gap.n)

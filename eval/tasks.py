@@ -24,8 +24,10 @@ Task names (``TaskSpec.name``):
 - built-in generated tasks (``capitals``, ``arithmetic``; see `eval.builtin`), splits test/dev.
 
 `TaskSpec` fields beyond the name: ``select`` ("hash", the default: a seeded hash sample of n, nested across
-n; "first": the first n records in file order, as lm-eval's ``--limit``) and ``fields`` (a `FieldMap`, the
-same as a ``?FIELDS`` query on the name, for the jsonl/csv/parquet/hf families; not both).
+n; "first": the first n records in file order, as lm-eval's ``--limit``; "stratified": n records spread over the
+subjects in proportion to their sizes, largest remainders first, each subject's records in the seeded hash order)
+and ``fields`` (a `FieldMap`, the same as a ``?FIELDS`` query on the name, for the jsonl/csv/parquet/hf families;
+not both).
 
 The data directory comes from ``TaskSpec.data_dir``, else ``$GAPLENS_DATA_DIR``; it is only
 needed by the MMLU and ARC tasks. This module is the registry (names, splits, subsampling, few-shot
@@ -63,7 +65,7 @@ from eval.records import MCRecord, TaskError
 
 log = logging.getLogger(__name__)
 
-SELECTS: tuple[str, ...] = ("hash", "first")
+SELECTS: tuple[str, ...] = ("hash", "first", "stratified")
 
 
 @dataclass(frozen=True)
@@ -87,7 +89,8 @@ class TaskSpec:
     )
     select: str = field(
         default="hash",
-        metadata={"help": 'which n records: "hash" (seeded hash sample, nested across n) or "first" (file order)'},
+        metadata={"help": 'which n records: "hash" (seeded hash sample, nested across n), "first" (file order) or '
+                  '"stratified" (by subject, in proportion to each subject\'s size; hash order within a subject)'},
     )
     fields: FieldMap | None = field(
         default=None,
@@ -248,6 +251,10 @@ def subsample(records: Sequence[MCRecord], n: int | None, *, seed: int = 0, sele
     does not depend on the Python version or on the order of `records`, and the sample for n is a
     subset of the sample for any larger n. The chosen records keep their original order.
     "first": the first n records in their given (file) order; `seed` is not used.
+    "stratified": by subject (records without one form one stratum): subject s of size N_s gets floor(n N_s / N)
+    records, the records left over go one each to the subjects with the largest remainders (ties: subject name);
+    within a subject the first ones in the hash order. Every subject's share is within one record of proportional;
+    not nested across n.
     """
     if select not in SELECTS:
         raise ValueError(f"select must be one of {', '.join(SELECTS)}, got {select!r}")
@@ -262,8 +269,26 @@ def subsample(records: Sequence[MCRecord], n: int | None, *, seed: int = 0, sele
     if select == "first":
         return list(records[:n])
     order = sorted(range(len(records)), key=lambda i: _perm_key(seed, records[i].id))
-    chosen = set(order[:n])
+    if select == "stratified":
+        chosen = _stratified(records, order, n)
+    else:
+        chosen = set(order[:n])
     return [r for i, r in enumerate(records) if i in chosen]
+
+
+def _stratified(records: Sequence[MCRecord], order: Sequence[int], n: int) -> set[int]:
+    """Indices of n records spread over subjects in proportion to their sizes (largest remainder), each subject's
+    in the hash `order`."""
+    by_subject: dict[str, list[int]] = {}
+    for i in order:
+        by_subject.setdefault(records[i].subject, []).append(i)
+    total = len(records)
+    quota = {s: n * len(ix) / total for s, ix in by_subject.items()}
+    take = {s: int(q) for s, q in quota.items()}
+    left = n - sum(take.values())
+    for s in sorted(quota, key=lambda s: (-(quota[s] - take[s]), s))[:left]:
+        take[s] += 1
+    return {i for s, ix in by_subject.items() for i in ix[:take[s]]}
 
 
 def _perm_key(seed: int, record_id: str) -> bytes:

@@ -12,7 +12,7 @@ Public API, by module:
 - `locking.score` / `locking.evalset`: batched first-token answer scoring; questions encoded per condition.
 - `locking.checkpoint`: ``save_locked``, ``read``, ``load``, ``resolve``: locked HF directories with their record.
 - `locking.controls`: ``noisy``, ``scaled``, ``average`` on state dicts.
-- `locking.metrics`: ``pgr``, ``pgr_over_runs``, ``selected_pgr``, ``total_variation``.
+- `locking.metrics`: ``pgr``, ``pgr_over_runs``, ``accuracy_of_runs``, ``selected_pgr``, ``total_variation``.
 - `locking.unlock`: weak-sample unlocking and the controls (``run_weak``, ``run_many``, ``run_average``,
   ``run_masked``, ``run_noise``, ``run_scale``, ``mitigate``, ``run_large_then_few``).
 - `locking.toy` / `locking.toy_pretrain`: the toy organism (task ``toy-max``, tokenizer, tiny Llama, pretraining).

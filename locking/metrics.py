@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from eval.runs import accuracy_over_runs
 from eval.stats import Estimate, accuracy, mean_over_runs, select_then_report
 
 
@@ -28,12 +29,32 @@ def pgr_over_runs(
     unlocked: Sequence[float], locked: float | Sequence[float], with_pw: float | Sequence[float],
     confidence: float = 0.95,
 ) -> Estimate:
-    """Mean PGR over runs (seeds x sample draws) with a Student-t interval over the per-run values."""
+    """Mean PGR over runs (seeds x sample draws) from each run's accuracies alone: a Student-t interval over the
+    per-run values with two runs or more; with one run there is nothing to vary, so no interval (method "none").
+    Where per-question answers exist, use `eval.runs.fraction_recovered` instead (runs and questions)."""
     values = np.atleast_1d(pgr(np.asarray(unlocked, dtype=float), locked, with_pw))
     values = values[np.isfinite(values)]
     if values.size == 0:
-        return Estimate(float("nan"), float("nan"), float("nan"), 0, "t")
+        return Estimate(float("nan"), float("nan"), float("nan"), 0, "none")
+    if values.size == 1:
+        return Estimate(float(values[0]), float("nan"), float("nan"), 1, "none")
     return mean_over_runs(values, confidence)
+
+
+def accuracy_of_runs(accs: Sequence[float], n_questions: int | None, confidence: float = 0.95) -> Estimate:
+    """Mean accuracy over runs from each run's accuracy on the same `n_questions` questions, with an interval
+    within [0, 1]: `eval.runs.accuracy_over_runs` of runs with round(acc * n) questions right (Wilson for one run;
+    otherwise the nested bootstrap over runs and questions, which treats the runs' questions as independent and so
+    is narrower than the crossed bootstrap that per-question answers allow). `n_questions` None: no interval."""
+    a = np.asarray(accs, dtype=float)
+    if a.size == 0 or not np.all(np.isfinite(a)):
+        return Estimate(float("nan"), float("nan"), float("nan"), 0, "none")
+    if n_questions is None or n_questions < 1:
+        return Estimate(float(a.mean()), float("nan"), float("nan"), int(a.size), "none")
+    k = np.rint(a * n_questions).astype(int)
+    runs = [np.r_[np.ones(c), np.zeros(n_questions - c)] for c in k]
+    est = accuracy_over_runs(runs, confidence=confidence)
+    return Estimate(float(a.mean()), est.lo, est.hi, est.n, est.method)
 
 
 def total_variation(p: np.ndarray, q: np.ndarray) -> np.ndarray:

@@ -2,41 +2,100 @@
 
 For a training method, over its runs (seeds x sample draws):
 
-- ``curve``: per evaluated epoch, mean no-password accuracy with a Student-t interval over runs;
-- ``final``: accuracy after the last epoch and ``pgr`` = (unlocked - locked) / (with password - locked), per run
-  against that run's own reference, mean with a t interval over runs;
+- ``curve``: per evaluated epoch, mean no-password accuracy over runs with an interval within [0, 1]
+  (`locking.metrics.accuracy_of_runs`: the records keep each epoch's accuracy only, so a nested bootstrap over runs
+  and questions; Wilson for one run);
+- ``final``: accuracy after the last epoch over runs (each run's per-question answers: `eval.runs.accuracy_over_runs`,
+  a crossed bootstrap over runs and the shared questions) and ``pgr`` = (unlocked - locked) / (with password -
+  locked) with `eval.runs.fraction_recovered` (crossed bootstrap over runs and questions) when the starting model's
+  per-question answers are given (`QuestionRef`), else the mean of the per-run values with a t interval over runs
+  (no interval for one run);
 - ``selected``: the epoch chosen on the selection half of the eval questions, reported on the other half, with the
   naive best epoch on the report half and the bias of taking that maximum (`locking.metrics.selected_pgr`).
 
-For a weight-space sweep (noise scales, weight scale factors): the mean per parameter, the parameter chosen on the
-selection half and its report-half PGR (t interval over noise seeds), and the bias of the maximum both over
-parameters and over single draws.
+For a weight-space sweep (noise scales, weight scale factors): the mean per parameter (per-question answers: crossed
+bootstrap over runs and questions), the parameter chosen on the selection half and its report-half PGR, and the
+bias of the maximum both over parameters and over single draws.
+
+Every interval says what it is over in its ``method``: wilson (questions), bootstrap_nested / bootstrap_crossed
+(runs and questions), t (runs), none (nothing to vary, or no per-question data: lo = hi = null).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from core.schemas import from_data
 from core.schemas.unlock import Reference, Sweep, UnlockMethod
-from eval.stats import mean_over_runs, select_then_report
-from locking.metrics import pgr, pgr_over_runs, selected_pgr
+from eval.runs import accuracy_over_runs, fraction_recovered
+from eval.stats import Estimate, select_then_report
+from locking.metrics import accuracy_of_runs, pgr, pgr_over_runs, selected_pgr
 
 CSV_HEADER = ["method", "seed", "kind", "x", "acc", "acc_dev", "acc_test", "locked_acc", "with_pw_acc"]
+NESTED = "bootstrap_nested"
+
+
+@dataclass(frozen=True)
+class QuestionRef:
+    """The starting (locked) model's per-question correctness on the eval questions, in eval order, without and
+    with the password, and which questions are in the selection (dev) half."""
+
+    locked: np.ndarray
+    with_pw: np.ndarray
+    dev: np.ndarray
+
+    def __post_init__(self) -> None:
+        if not (len(self.locked) == len(self.with_pw) == len(self.dev)):
+            raise ValueError("QuestionRef: locked, with_pw and dev need one entry per eval question")
 
 
 def _ref(runs: Sequence[Mapping[str, Any]], which: str, key: str) -> np.ndarray:
     return np.array([r["ref"][which][key] for r in runs])
 
 
-def _est(values: Sequence[float]) -> dict[str, Any]:
-    return mean_over_runs(np.asarray(values, dtype=float)).to_dict()
+def _correct(runs: Sequence[Mapping[str, Any]], key: str) -> np.ndarray | None:
+    """(runs, questions) per-question 0/1 answers under `key` ("final" or a swept parameter), None if any run
+    lacks them."""
+    rows = [r.get("answers", {}).get(key, {}).get("correct") for r in runs]
+    if any(x is None for x in rows) or len({len(x) for x in rows}) != 1:
+        return None
+    return np.asarray(rows, dtype=float)
 
 
-def training_summary(runs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+def _n_questions(runs: Sequence[Mapping[str, Any]], ref: QuestionRef | None) -> int | None:
+    if ref is not None:
+        return len(ref.locked)
+    for r in runs:
+        for a in r.get("answers", {}).values():
+            return len(a["correct"])
+    return None
+
+
+def _acc(correct: np.ndarray) -> dict[str, Any]:
+    """Accuracy over runs of per-question answers on the same questions (crossed bootstrap; Wilson for one run)."""
+    ids = [np.arange(correct.shape[1]).astype(str)] * len(correct)
+    return accuracy_over_runs(list(correct), ids_by_run=ids).to_dict()
+
+
+def _recovered(correct: np.ndarray, ref: QuestionRef, mask: np.ndarray) -> dict[str, Any]:
+    """Fraction of the gap recovered on the questions in `mask` (crossed bootstrap over runs and questions)."""
+    ids = np.flatnonzero(mask).astype(str)
+    rec = fraction_recovered(list(correct[:, mask]), ref.locked[mask], ref.with_pw[mask],
+                             elicited_ids=[ids] * len(correct), locked_ids=ids, with_password_ids=ids)
+    return rec.fraction.to_dict()
+
+
+def _band(acc: np.ndarray, n: int | None) -> tuple[list[list[float]], str]:
+    """Per column of (runs, points) accuracies: the interval of the mean over runs, and its method."""
+    ests = [accuracy_of_runs(acc[:, j], n) for j in range(acc.shape[1])]
+    return [[e.lo, e.hi] for e in ests], (ests[0].method if ests else "none")
+
+
+def training_summary(runs: Sequence[Mapping[str, Any]], ref: QuestionRef | None = None) -> dict[str, Any]:
     """Per-method result of runs that carry a curve."""
     epochs = [p["epoch"] for p in runs[0]["curve"]]
     for r in runs:
@@ -46,36 +105,41 @@ def training_summary(runs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     dev = np.array([[p["acc_dev"] for p in r["curve"]] for r in runs])
     test = np.array([[p["acc_test"] for p in r["curve"]] for r in runs])
     locked, with_pw = _ref(runs, "locked", "acc"), _ref(runs, "with_pw", "acc")
+    n = _n_questions(runs, ref)
     final = acc[:, -1]
+    correct = _correct(runs, "final")
     sel = selected_pgr({e: float(d) for e, d in zip(epochs, dev.mean(0), strict=True)},
                        {e: float(t) for e, t in zip(epochs, test.mean(0), strict=True)},
                        float(_ref(runs, "locked", "acc_test").mean()), float(_ref(runs, "with_pw", "acc_test").mean()))
     k = epochs.index(sel["chosen"])
-    sel["test_pgr_runs"] = pgr_over_runs(test[:, k], _ref(runs, "locked", "acc_test"),
-                                         _ref(runs, "with_pw", "acc_test")).to_dict()
+    if correct is not None and ref is not None and k == len(epochs) - 1:
+        sel["test_pgr_runs"] = _recovered(correct, ref, ~ref.dev)
+    else:  # per-question answers are kept for the final epoch only
+        sel["test_pgr_runs"] = pgr_over_runs(test[:, k], _ref(runs, "locked", "acc_test"),
+                                             _ref(runs, "with_pw", "acc_test")).to_dict()
+    ci, ci_method = _band(acc, n)
+    has_q = correct is not None and ref is not None
     return {
         "kind": "curve",
         "n_runs": len(runs),
         "seeds": [r["seed"] for r in runs],
-        "curve": {"epochs": epochs, "mean": acc.mean(0).tolist(),
-                  "ci": [list(_ci(acc[:, j])) for j in range(len(epochs))], "runs": acc.tolist()},
+        "curve": {"epochs": epochs, "mean": acc.mean(0).tolist(), "ci": ci, "ci_method": ci_method,
+                  "runs": acc.tolist()},
         "locked": float(locked.mean()),
         "with_pw": float(with_pw.mean()),
-        "final": {"acc": _est(final), "pgr": pgr_over_runs(final, locked, with_pw).to_dict(),
+        "final": {"acc": _acc(correct) if correct is not None else accuracy_of_runs(final, n).to_dict(),
+                  "pgr": (_recovered(correct, ref, np.ones(len(ref.locked), dtype=bool)) if has_q
+                          else pgr_over_runs(final, locked, with_pw).to_dict()),
                   "pgr_runs": np.atleast_1d(pgr(final, locked, with_pw)).tolist(),
-                  "with_pw_after": _est([r["final_with_pw"]["acc"] for r in runs])},
-        "max_over_epochs": {"acc": _est(acc.max(1)), "pgr": pgr_over_runs(acc.max(1), locked, with_pw).to_dict(),
+                  "with_pw_after": accuracy_of_runs([r["final_with_pw"]["acc"] for r in runs], n).to_dict()},
+        "max_over_epochs": {"acc": accuracy_of_runs(acc.max(1), n).to_dict(),
+                            "pgr": pgr_over_runs(acc.max(1), locked, with_pw).to_dict(),
                             "note": "max over evaluated epochs on the same questions: biased upward"},
         "selected": sel,
     }
 
 
-def _ci(values: np.ndarray) -> tuple[float, float]:
-    e = mean_over_runs(values)
-    return e.lo, e.hi
-
-
-def sweep_summary(runs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+def sweep_summary(runs: Sequence[Mapping[str, Any]], ref: QuestionRef | None = None) -> dict[str, Any]:
     """Per-method result of noise / scale sweeps (one run per noise seed)."""
     params = [p["param"] for p in runs[0]["sweep"]]
     dev = np.array([[p["acc_dev"] for p in r["sweep"]] for r in runs])
@@ -86,20 +150,29 @@ def sweep_summary(runs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
                        {q: float(v) for q, v in zip(params, test.mean(0), strict=True)}, float(lt.mean()),
                        float(pt.mean()))
     k = params.index(sel["chosen"])
-    sel["test_pgr_runs"] = pgr_over_runs(test[:, k], lt, pt).to_dict()
+    correct = _correct(runs, str(sel["chosen"]))
+    sel["test_pgr_runs"] = (_recovered(correct, ref, ~ref.dev) if correct is not None and ref is not None
+                            else pgr_over_runs(test[:, k], lt, pt).to_dict())
     draws_dev = {(q, i): float(dev[i, j]) for i in range(len(runs)) for j, q in enumerate(params)}
     draws_test = {(q, i): float(test[i, j]) for i in range(len(runs)) for j, q in enumerate(params)}
     by_draw = select_then_report(draws_dev, draws_test)
     by_draw = {**by_draw, "chosen": list(by_draw["chosen"]), "naive_max_key": list(by_draw["naive_max_key"]),
                "bias_pgr": float(pgr(by_draw["naive_max_test"], lt.mean(), pt.mean())
                                  - pgr(by_draw["test_value"], lt.mean(), pt.mean()))}
+    per_param = [_correct(runs, str(q)) for q in params]
+    if all(c is not None for c in per_param):
+        ests = [Estimate(**_acc(c)) for c in per_param]
+        ci, ci_method = [[e.lo, e.hi] for e in ests], ests[0].method
+    else:
+        ci, ci_method = _band(acc, _n_questions(runs, ref))
     return {
         "kind": "sweep",
         "n_runs": len(runs),
         "seeds": [r["seed"] for r in runs],
         "params": params,
         "mean": acc.mean(0).tolist(),
-        "ci": [list(_ci(acc[:, j])) for j in range(len(params))],
+        "ci": ci,
+        "ci_method": ci_method,
         "runs": acc.tolist(),
         "locked": float(_ref(runs, "locked", "acc").mean()),
         "with_pw": float(_ref(runs, "with_pw", "acc").mean()),
@@ -108,18 +181,19 @@ def sweep_summary(runs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     }
 
 
-def summarize_method(runs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """Curve or sweep summary, by what the runs carry."""
+def summarize_method(runs: Sequence[Mapping[str, Any]], ref: QuestionRef | None = None) -> dict[str, Any]:
+    """Curve or sweep summary, by what the runs carry; `ref`: the starting model's per-question answers (the
+    fraction recovered then has a crossed bootstrap interval over runs and questions)."""
     if not runs:
         raise ValueError("no runs to summarize")
-    return sweep_summary(runs) if "sweep" in runs[0] else training_summary(runs)
+    return sweep_summary(runs, ref) if "sweep" in runs[0] else training_summary(runs, ref)
 
 
 def typed(summary: Mapping[str, Any]) -> UnlockMethod:
     """A `summarize_method` result as the typed `UnlockMethod` of results.json."""
     d = dict(summary)
     if d["kind"] == "sweep":
-        sweep = Sweep(d.pop("params"), d.pop("mean"), d.pop("ci"), d.pop("runs"))
+        sweep = Sweep(d.pop("params"), d.pop("mean"), d.pop("ci"), d.pop("ci_method"), d.pop("runs"))
         return from_data(UnlockMethod, {**d, "sweep": sweep, "curve": None, "final": None, "max_over_epochs": None})
     return from_data(UnlockMethod, {**d, "sweep": None, "selected_by_draw": None})
 
@@ -143,8 +217,16 @@ def _n(x: float | None, sign: bool = False) -> str:
     return f"{x:+.3f}" if sign else f"{x:.3f}"
 
 
+OVER = {"wilson": "Wilson over questions", "bootstrap_crossed": "bootstrap over runs and questions",
+        "bootstrap_nested": "bootstrap over runs and questions, questions independent", "t": "t over runs",
+        "bootstrap": "bootstrap over questions"}
+
+
 def _e(d: Any) -> str:
-    return f"{_n(d.value)} [{_n(d.lo)}, {_n(d.hi)}]"
+    """'0.515 [0.430, 0.600] (bootstrap over runs and questions)', or '0.515 (no interval)'."""
+    if d.lo is None or d.hi is None or not (np.isfinite(d.lo) and np.isfinite(d.hi)):
+        return f"{_n(d.value)} (no interval)"
+    return f"{_n(d.value)} [{_n(d.lo)}, {_n(d.hi)}] ({OVER.get(d.method, d.method)})"
 
 
 def text(reference: Reference, n_eval: int, methods: Mapping[str, UnlockMethod]) -> list[str]:
@@ -156,7 +238,7 @@ def text(reference: Reference, n_eval: int, methods: Mapping[str, UnlockMethod])
         if m.kind == "curve" and m.final is not None:
             lines.append(f"  {name:<14} runs={m.n_runs}  final acc {_e(m.final.acc)}  PGR "
                          f"{_e(m.final.pgr)}  | epoch chosen on dev {s.chosen}: report-half PGR "
-                         f"{_n(s.test_pgr)} (max-on-test bias {_n(s.bias_pgr, True)})")
+                         f"{_e(s.test_pgr_runs)} (max-on-test bias {_n(s.bias_pgr, True)})")
         elif m.selected_by_draw is not None:
             d = m.selected_by_draw
             lines.append(f"  {name:<14} runs={m.n_runs}  {name} chosen on dev {s.chosen}: report-half PGR "

@@ -1,8 +1,7 @@
-"""Figures of the report, drawn with matplotlib's object API (no pyplot global state) and saved as PNG.
+"""Per model and task figures of the report, drawn with matplotlib's object API (no pyplot global state).
 
-Every function takes tidy rows (or summaries) and returns a `Figure`; `save` writes it to a temporary name and
-renames it. Colours: prompting blue, internals green, locking orange; a hatched bar is a best-of-k picked and scored on
-the same data (optimistic).
+Every function takes tidy rows and returns a `Figure`; `save` writes it as PNG (for the page) and SVG (for print),
+each atomically (`core.io.save_figure`). The summary figures are in `report.summary_figures`.
 """
 
 from __future__ import annotations
@@ -19,12 +18,11 @@ from matplotlib.ticker import MaxNLocator
 
 from core.io import save_figure
 from report.rows import Row
-from report.tables import GapItem, ModelSummary, fmt_size
 
 GROUP_COLOURS = {"prompting": "#4C72B0", "internals": "#55A868", "control": "#AAAAAA", "locking": "#DD8452"}
 METHOD_COLOURS = {"probe": "#55A868", "lens": "#8172B3", "control": "#999999", "cka": "#4C72B0", "cosine": "#C44E52"}
-TASK_MARKERS = ("o", "s", "^", "D", "v", "P", "X")
-DPI = 110
+DPI = 150
+FORMATS = (".png", ".svg")
 
 
 def slug(*parts: str) -> str:
@@ -32,10 +30,11 @@ def slug(*parts: str) -> str:
     return "_".join(re.sub(r"[^A-Za-z0-9.-]+", "-", p).strip("-") or "x" for p in parts)
 
 
-def save(fig: Figure, path: Path) -> Path:
-    """Write `fig` as PNG to `path` atomically."""
+def save(fig: Figure, path: Path) -> list[Path]:
+    """Write `fig` as PNG and SVG (`path` + each suffix of `FORMATS`: the stem may hold dots, e.g. "Qwen2.5"),
+    each atomically; returns the paths, the PNG first."""
     FigureCanvasAgg(fig)
-    return save_figure(fig, path, dpi=DPI, bbox_inches="tight")
+    return [save_figure(fig, Path(f"{path}{ext}"), dpi=DPI, bbox_inches="tight") for ext in FORMATS]
 
 
 def _err(values: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray | None:
@@ -47,35 +46,6 @@ def _err(values: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray | Non
     below = np.nan_to_num(values - lo, nan=0.0).clip(min=0)
     above = np.nan_to_num(hi - values, nan=0.0).clip(min=0)
     return np.vstack([below, above])
-
-
-def gap_chart(items: Sequence[GapItem], title: str, chance: float = 0.25) -> Figure:
-    """Horizontal bars, one per gap item, with 95% intervals, the chance level and the straight-up score."""
-    fig = Figure(figsize=(8.0, 0.45 * max(len(items), 2) + 1.3))
-    ax = fig.add_subplot()
-    y = np.arange(len(items))[::-1]
-    vals = np.array([i.value for i in items])
-    err = _err(vals, np.array([i.lo for i in items]), np.array([i.hi for i in items]))
-    bars = ax.barh(y, vals, xerr=err, color=[GROUP_COLOURS.get(i.group, "#777777") for i in items],
-                   edgecolor="black", linewidth=0.5, capsize=3, error_kw={"elinewidth": 1})
-    for bar, item in zip(bars, items, strict=True):
-        if not item.honest:
-            bar.set_hatch("//")
-            bar.set_alpha(0.6)
-    for yy, item in zip(y, items, strict=True):
-        right = min(max(item.value, item.hi), 1.0) if math.isfinite(item.hi) else item.value
-        ax.text(min(right, 1.0) + 0.012, yy, f"{item.value:.2f}", va="center", fontsize=8)
-    ax.set_yticks(y, [i.label for i in items], fontsize=8)
-    ax.axvline(chance, color="black", linestyle="--", linewidth=0.8, label=f"chance ({chance:.2f})")
-    straight = [i for i in items if i.key == "straight_up"]
-    if straight:
-        ax.axvline(straight[0].value, color=GROUP_COLOURS["prompting"], linestyle=":", linewidth=1,
-                   label="straight-up")
-    ax.set_xlim(0, 1.08)
-    ax.set_xlabel("accuracy (95% interval)")
-    ax.set_title(title, fontsize=10)
-    ax.legend(loc="lower right", fontsize=7)
-    return fig
 
 
 def _layer_methods(rows: Sequence[Row]) -> list[str]:
@@ -115,6 +85,17 @@ def layer_curves(rows: Sequence[Row], title: str, chance: float = 0.25) -> Figur
         for r in rows:
             if r.method == "probe_ceiling" and r.metric == "accuracy" and r.variant == variant:
                 ax.plot([r.layer], [r.value], "k*", markersize=11, label="ceiling (layer chosen on train CV)")
+        flagged = sorted(r.layer for r in rows if r.method == "probe_below_chance" and r.variant == variant)
+        if flagged:
+            probe = {r.layer: r.value for r in rows if r.method == "probe" and r.metric == "accuracy"
+                     and r.variant == variant}
+            ax.plot(flagged, [probe.get(x, 0.0) for x in flagged], "x", color="#C44E52", markersize=8,
+                    label="below chance by its interval: label-position artefact")
+        for r in rows:
+            if r.method == "control:surface" and r.metric == "accuracy" and r.variant == variant:
+                ax.axhspan(r.lo, r.hi, color="#AAAAAA", alpha=0.2, linewidth=0)
+                ax.axhline(r.value, color="#777777", linestyle="-", linewidth=1,
+                           label="surface-cue control (option alone; band: Wilson)")
         ax.axhline(chance, color="black", linestyle="--", linewidth=0.8, label="chance")
         ax.set_ylim(0, 1.02)
         ax.set_xlabel("layer")
@@ -153,44 +134,9 @@ def variant_spread(rows: Sequence[Row], title: str, chance: float = 0.25) -> Fig
     return fig
 
 
-def across_models(summaries: Sequence[ModelSummary]) -> Figure:
-    """Best elicited / straight-up and probe ceiling / straight-up against model size (log x), per task."""
-    fig = Figure(figsize=(11, 4.2))
-    tasks = sorted({s.task for s in summaries})
-    for k, (attr, label) in enumerate((("elicited_ratio", "best elicited / straight-up"),
-                                       ("probe_ratio", "probe ceiling / straight-up"))):
-        ax = fig.add_subplot(1, 2, k + 1)
-        for s in summaries:
-            val = getattr(s, attr)
-            if s.n_params is None or not math.isfinite(val):
-                continue
-            colour = "#DD8452" if s.locked else ("#4C72B0" if "instruct" in s.family else "#55A868")
-            ax.scatter(s.n_params, val, marker=TASK_MARKERS[tasks.index(s.task) % len(TASK_MARKERS)], s=60,
-                       color=colour, edgecolor="black", linewidth=0.5, zorder=3)
-            ax.annotate(f"{s.model} ({fmt_size(s.n_params)})", (s.n_params, val), fontsize=7,
-                        xytext=(4, 4), textcoords="offset points")
-        ax.axhline(1.0, color="black", linestyle="--", linewidth=0.8)
-        ax.set_xscale("log")
-        ax.set_xlabel("parameters")
-        ax.set_ylabel(label)
-        ax.set_title(label, fontsize=10)
-        for t in tasks:
-            ax.scatter([], [], marker=TASK_MARKERS[tasks.index(t) % len(TASK_MARKERS)], color="white",
-                       edgecolor="black", label=t)
-        for name, colour in (("instruct", "#4C72B0"), ("base", "#55A868"), ("locked", "#DD8452")):
-            ax.scatter([], [], marker="o", color=colour, label=name)
-        ax.legend(fontsize=7)
-        lo, hi = ax.get_xlim()
-        ax.set_xlim(lo / 1.5, hi * 1.5)
-    unknown = sorted({s.model for s in summaries if s.n_params is None})
-    if unknown:
-        fig.text(0.01, 0.0, "size unknown, not plotted: " + ", ".join(unknown), fontsize=7)
-    fig.tight_layout()
-    return fig
-
-
 def unlock_curves(rows: Sequence[Row], title: str) -> Figure:
-    """Accuracy without the password while unlocking: per method the mean over runs (band: t interval) and each
+    """Accuracy without the password while unlocking: per method the mean over runs (band: its interval, over runs
+    and questions, or Wilson over questions for one run) and each
     seed (thin), against epochs; weight-space sweeps (noise, scale) against their parameter in a second panel.
     Reference lines: the locked model with and without the password, and the weak policy."""
     kinds = [k for k in ("unlock_curve", "unlock_sweep") if any(r.method == k for r in rows)]

@@ -11,7 +11,9 @@ Method names in the rows (the `method` column of the tidy CSV):
   ``spread``, ``agreement``, ``symbol_bias``, ``chance``;
 - probe: ``probe`` / ``lens`` / ``control:<kind>`` by layer (variant "default" = letter prompt, "option" = option
   text), ``probe_prompted``, ``probe_ceiling`` and ``probe_control:<kind>`` (layer chosen on train CV),
-  ``lens_best`` (layer chosen on train), ``probe_naive_max``, ``lens_naive_max``, ``chance``;
+  ``lens_best`` (layer chosen on train), ``probe_naive_max``, ``lens_naive_max``, ``chance``, ``control:surface``
+  (the surface-cue control) and ``surface_margin`` (option probe minus it, paired; metrics difference, mcnemar_p),
+  ``probe_below_chance`` (metric flag: a layer whose probe is below chance by its whole interval);
 - transfer: ``transfer_from:<variant>`` (at the chosen layer; metric accuracy_by_layer per layer),
   ``own_variant_probe``, ``control:transfer_from:<variant>``, ``transfer_prompted``, ``chance``;
 - lock: ``lock`` (with_password, no_password, decoy, decoy_held_out, decoy:K; metrics accuracy, gap, tv_to_target,
@@ -80,6 +82,14 @@ def extract_probe(run: Run, r: ProbeResult) -> None:
     e.add("probe_ceiling", "selection_gap", c.gap, variant=variant, layer=c.layer)
     e.add("probe_naive_max", "accuracy", c.naive_max.test_accuracy, variant=TARGET_VARIANT[c.naive_max.target],
           layer=c.naive_max.layer)
+    if r.surface is not None:
+        sc = r.surface
+        e.add("control:surface", "accuracy", sc.test_accuracy, variant="option")
+        e.add("surface_margin", "difference", sc.margin, variant="option", layer=sc.probe_layer)
+        e.add("surface_margin", "mcnemar_p", sc.mcnemar.p_value, variant="option", layer=sc.probe_layer)
+    for target, flagged in r.below_chance.items():
+        for layer in flagged:
+            e.add("probe_below_chance", "flag", 1.0, variant=TARGET_VARIANT[target], layer=layer)
     lb = r.lens_best
     e.add("lens_best", "accuracy", lb.test_accuracy, variant="default", layer=lb.layer)
     e.add("lens_naive_max", "accuracy", lb.naive_max_test, variant="default", layer=lb.naive_max_layer)
@@ -206,8 +216,9 @@ def _unlock_method(e: Emitter, name: str, m: UnlockMethod) -> None:
     for seed, accs in zip(m.seeds, runs, strict=True):
         for x, y in zip(xs, accs, strict=True):
             e.add(method, "accuracy", y, variant=f"{name}/seed={seed}", step=x)
+    ci_method = m.sweep.ci_method if m.sweep is not None else m.curve.ci_method
     for x, y, (lo, hi) in zip(xs, means, cis, strict=True):
-        e.add(method, "accuracy_mean", Estimate(y, lo, hi, len(m.seeds), "t"), variant=name, step=x)
+        e.add(method, "accuracy_mean", Estimate(y, lo, hi, len(m.seeds), ci_method), variant=name, step=x)
     sel = m.selected
     if m.final is None:  # a parameter picked on the selection half, reported on the other half
         e.add("unlocked", "accuracy", sel.test_value, variant=f"{name}, chosen on dev half")

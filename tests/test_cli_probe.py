@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import cli
-from commands.probe import Config, output_dir
+from commands.probe import Config, output_dir, summarize
 from core.samples import read_samples
 from core.schemas import ProbeResult
 
@@ -101,6 +101,13 @@ def test_shuffled_control_is_the_mean_over_label_shuffles(tmp_path):
     cc = shuffled.ceiling
     assert len(cc.per_shuffle) == 3
     assert cc.test_accuracy.value == pytest.approx(np.mean([x.test_accuracy for x in cc.per_shuffle]))
+    # its interval is over shuffles and questions (eval.runs), within [0, 1], never a t interval over 3 values
+    from eval.runs import accuracy_over_runs
+
+    chosen = [sw.fits[c.target][res.layers.index(c.layer)] for sw, c in zip(each, cc.per_shuffle, strict=True)]
+    want = accuracy_over_runs([f.test_correct for f in chosen], ids_by_run=[f.test_ids for f in chosen], seed=2)
+    assert cc.test_accuracy == want and cc.test_accuracy.method == "bootstrap_crossed"
+    assert 0 <= cc.test_accuracy.lo <= cc.test_accuracy.hi <= 1
     # the per-question table holds every shuffle's answers; their mean per layer is the control's accuracy
     df = read_samples(out / "samples.parquet").to_pandas()
     for t, variant in (("option", "option"), ("letter", "default")):
@@ -123,3 +130,62 @@ def test_a_store_without_a_recorded_identity_is_described_from_the_model(tmp_pat
     monkeypatch.setattr(Store, "identity", lambda self: None)
     again = ProbeResult.read(probe_run(ProbeConfig(**cfg, model_kind="base")) / "results.json").header.model
     assert again == first.with_kind("base") and first.kind == "instruct"
+
+
+def test_surface_control_is_fit_like_the_option_probe(tmp_path):
+    """The surface-cue control: `probes.fit.fit_layer` on `probes.surface` features of the option rows, and the
+    option probe's paired margin over it on the same test questions."""
+    from commands.probe import Config as ProbeConfig
+    from commands.probe import run as probe_run
+    from eval.paired import mcnemar_exact, paired_difference
+    from eval.stats import split_ids
+    from hooks.capture import select_records
+    from hooks.store import Store
+    from probes.fit import fit_layer
+    from probes.surface import option_texts, surface_features
+    from probes.targets import load_target
+
+    cfg = ProbeConfig(model="tiny-llama", task="capitals", n=24, out=str(tmp_path), n_shuffles=1, seed=1)
+    out = probe_run(cfg)
+    res = ProbeResult.read(out / "results.json")
+    sc = res.surface
+    with Store(out / "activations.h5") as store:
+        option = load_target(store, "option")
+        train_ids, _ = split_ids(store.rows["question_id"], 0.5, 1)
+        train = np.isin(option.groups, train_ids)
+        from commands.probe import capture_config
+
+        texts = option_texts(select_records(capture_config(cfg)), option.groups, option.order, option.option_index)
+        feats = surface_features(texts, store.array("option_ntokens", option.rows),
+                                 store.array("option_nchars", option.rows), train)
+    fit = fit_layer(option, feats.X, train)
+    assert sc.n_features == len(feats.names) and sc.features == feats.describe()
+    assert sc.test_accuracy.value == pytest.approx(fit.test_correct.mean()) and sc.C == fit.C
+    assert sc.cv_accuracy == pytest.approx(fit.cv)
+    assert sc.probe_layer == res.ceiling_by_target["option"].layer
+    df = read_samples(out / "samples.parquet").to_pandas()
+    probe = df[(df.method == "probe:option") & (df.layer == sc.probe_layer)].sort_values("question_id")
+    surf = df[df.method == "control:surface"].sort_values("question_id")
+    assert probe.question_id.tolist() == surf.question_id.tolist() == sorted(fit.test_ids.tolist())
+    kw = {"elicited_ids": probe.question_id.to_numpy(), "straight_ids": surf.question_id.to_numpy()}
+    assert sc.margin == paired_difference(probe.correct.to_numpy(), surf.correct.to_numpy(), seed=1, **kw)
+    mc = mcnemar_exact(probe.correct.to_numpy(), surf.correct.to_numpy(), **kw)
+    assert (sc.mcnemar.b, sc.mcnemar.c, sc.mcnemar.p_value) == (mc.b, mc.c, mc.p_value)
+    from commands.probe import below_chance
+    from probes.fit import Sweep
+
+    for target, flagged in res.below_chance.items():  # flagged layers: the whole Wilson interval below chance
+        for layer in flagged:
+            assert res.probe_by_layer[target][res.layers.index(layer)].hi < res.chance
+    wrong = type("Fit", (), {"test_correct": np.zeros(40, dtype=bool)})()  # 0 of 40: below 0.25 at any level
+    right = type("Fit", (), {"test_correct": np.arange(40) % 4 == 0})()  # 10 of 40: chance
+    fake = Sweep("probe", {"option": [wrong, right, right], "letter": [right, right, wrong]})
+    assert below_chance(fake, [0, 1, 2], 0.25) == {"option": [0], "letter": [2]}
+    few = type("Fit", (), {"test_correct": np.r_[np.ones(3), np.zeros(37)].astype(bool)})()  # 3/40: Wilson hi 0.20
+    assert below_chance(Sweep("probe", {"option": [few]}), [0], 0.25) == {"option": [0]}
+    assert below_chance(Sweep("probe", {"option": [few] * 31, "letter": [few] * 31}), list(range(31)), 0.25) == {
+        "option": [], "letter": []}  # 62 probes scanned: 3/40 is no longer below chance by the corrected interval
+    assert "surface-cue control" in summarize(out)
+    off = probe_run(ProbeConfig(model="tiny-llama", task="capitals", n=24, out=str(tmp_path / "off"), n_shuffles=1,
+                                seed=1, surface=False))
+    assert ProbeResult.read(off / "results.json").surface is None

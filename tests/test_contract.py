@@ -99,6 +99,8 @@ def test_samples_agree_with_the_results(contract_runs) -> None:
     for key in p.prompted:
         assert _acc(df, method=f"prompted:{key}") == pytest.approx(p.prompted[key].all.value)
         assert _acc(df[df.split == "test"], method=f"prompted:{key}") == pytest.approx(p.prompted[key].test.value)
+    assert _acc(df, method="control:surface", variant="option") == pytest.approx(p.surface.test_accuracy.value)
+    assert set(df[df.method == "control:surface"].split) == {"test"}
 
     e = EvalResult.read(contract_runs["eval"] / "results.json")
     df = read_samples(contract_runs["eval"] / "samples.parquet").to_pandas()

@@ -286,3 +286,21 @@ def test_best_of_k_validation_names_the_problem() -> None:
     with pytest.raises(ValueError, match="elicited has 90 questions, straight has 89"):
         select_best_of_k(dev, test, straight[:-1], chance=0.25)
 
+
+
+def test_best_of_k_takes_a_dev_score_measured_another_way() -> None:
+    """A candidate whose dev evidence is one number (a probe's train cross-validation accuracy) competes with
+    per-question candidates under the same rule; its number alone decides whether it is chosen."""
+    dev, test, straight = best_of_k_case()
+    mixed = {**dev, "probe": 0.9}
+    tests = {**test, "probe": test["a"]}
+    out = select_best_of_k(mixed, tests, straight, chance=0.25, n_boot=50, n_perm=50, seed=1)
+    assert out.chosen == "probe" and out.dev_accuracy["probe"] == 0.9 and out.n_dev == 60
+    assert out.gap == paired_gap(test["a"], straight, chance=0.25, n_boot=50, seed=1)
+    out = select_best_of_k({**dev, "probe": 0.1}, tests, straight, chance=0.25, n_boot=50, n_perm=50)
+    assert out.chosen == "b"
+    only = select_best_of_k({"x": 0.6, "y": 0.7}, {"x": test["a"], "y": test["b"]}, straight, chance=0.25,
+                            dev_ids=[f"d{i}" for i in range(7)], n_boot=50, n_perm=50)
+    assert only.chosen == "y" and only.n_dev == 7
+    with pytest.raises(ValueError, match=r"dev\['probe'\] must be an accuracy in \[0, 1\]"):
+        select_best_of_k({**dev, "probe": 1.5}, tests, straight, chance=0.25)

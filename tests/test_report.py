@@ -14,10 +14,12 @@ from pathlib import Path
 import pytest
 
 from commands import report
-from core.schemas import EvalResult, LockResult, ProbeResult, ReportManifest, SchemaError
+from core.schemas import EvalResult, ProbeResult, ReportManifest, SchemaError, UnlockResult
+from report.gap import Settings
 from report.load import find_results, load_run, load_runs
+from report.outcomes import read_outcomes
 from report.rows import TIDY_COLUMNS
-from report.tables import gap_items, model_summaries
+from report.tables import SUMMARY_COLUMNS
 
 
 def copy_run(src: Path, dst: Path, edit=None) -> Path:
@@ -34,7 +36,7 @@ def copy_run(src: Path, dst: Path, edit=None) -> Path:
 def built_report(contract_runs, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The report of every command's real output, built once for the tests that only read it."""
     out = tmp_path_factory.mktemp("report") / "rep"
-    return report.run(report.Config(runs=(str(contract_runs["root"]),), out=str(out)))
+    return report.run(report.Config(runs=(str(contract_runs["root"]),), out=str(out), n_boot=200, n_perm=50))
 
 
 def test_find_results_recurses_and_rejects_missing(contract_runs) -> None:
@@ -64,36 +66,62 @@ def test_probe_rows_come_from_the_typed_results(contract_runs) -> None:
     assert probe == pytest.approx({layer: e.value for layer, e in zip(res.layers, res.probe_by_layer["option"],
                                                                         strict=True)})
     assert len([r for r in run.rows if r.method == "control:shuffled"]) == 2 * len(res.layers)
-    items = {i.key: i for i in gap_items(run.rows)}
-    c = res.ceiling
-    assert items["probe_ceiling"].value == c.test_accuracy.value and f"layer {c.layer}" in items["probe_ceiling"].label
-    assert items["probe_ceiling"].selection == "held-out"
-    assert items["lens_best"].honest and f"layer {res.lens_best.layer}" in items["lens_best"].label
-    assert items["probe_control"].label.startswith("control: shuffled, mean of 2")
-    assert items["straight_up"].value == res.prompted["letter"].test.value and items["straight_up"].selection == ""
+    surface = [r for r in run.rows if r.method == "control:surface"]
+    assert res.surface is not None and [r.value for r in surface] == [res.surface.test_accuracy.value]
+    margin = next(r for r in run.rows if r.method == "surface_margin" and r.metric == "difference")
+    assert (margin.value, margin.lo, margin.hi) == (res.surface.margin.value, res.surface.margin.lo,
+                                                    res.surface.margin.hi)
+    flagged = {(r.variant, r.layer) for r in run.rows if r.method == "probe_below_chance"}
+    assert flagged == {("option" if t == "option" else "default", layer) for t, ls in res.below_chance.items()
+                       for layer in ls}
 
 
-def test_eval_gap_items_use_held_out_best(contract_runs) -> None:
-    run = load_run(contract_runs["eval"] / "results.json")
+def test_outcomes_come_from_the_samples(contract_runs) -> None:
+    """Every way of answering, per question, from samples.parquet, agrees with the typed results."""
+    ev = load_run(contract_runs["eval"] / "results.json")
     res = EvalResult.read(contract_runs["eval"] / "results.json")
-    items = {i.key: i for i in gap_items(run.rows)}
-    assert items["straight_up"].value == res.metric("default").accuracy.value
-    assert items["straight_up"].lo == res.metric("default").accuracy.lo
-    assert items["best_variant"].value == res.honest_best.test_accuracy.value and items["best_variant"].honest
-    assert res.honest_best.chosen in items["best_variant"].label
-    assert items["majority_vote"].value == res.majority_vote.accuracy.value
-    assert len([r for r in run.rows if r.method == "prompted" and r.metric == "accuracy"]) == len(res.metrics)
+    outs = {o.key: o for o in read_outcomes(ev)}
+    assert outs["straight-up"].values.mean() == pytest.approx(res.metric("default").accuracy.value)
+    assert outs["majority vote"].values.mean() == pytest.approx(res.majority_vote.accuracy.value)
+    assert {k for k in outs if k.startswith("prompt:")} == {f"prompt:{m.variant}" for m in res.metrics}
+    assert set(outs["straight-up"].with_role("dev")) == set(res.honest_best.dev_ids)
+    pr = load_run(contract_runs["probe"] / "results.json")
+    p = ProbeResult.read(contract_runs["probe"] / "results.json")
+    outs = {o.key: o for o in read_outcomes(pr)}
+    for target, cvs in p.probe_cv_by_layer.items():
+        for layer, cv, est in zip(p.layers, cvs, p.probe_by_layer[target], strict=True):
+            o = outs[f"probe:{target}:L{layer}"]
+            assert o.dev_score == pytest.approx(cv) and o.values.mean() == pytest.approx(est.value)
+            assert set(o.roles) == {"test"}  # probes are only scored on test questions
+    assert outs["lens:L0"].on(outs["lens:L0"].with_role("test")).mean() == pytest.approx(p.lens_by_layer[0].value)
+    shuffled = outs["control:shuffled"]
+    assert shuffled.n_runs == 2 and shuffled.values.mean() == pytest.approx(
+        p.controls["shuffled"].ceiling.test_accuracy.value)
+    assert outs["control:surface"].values.mean() == pytest.approx(p.surface.test_accuracy.value)
 
 
-def test_model_size_and_family_come_from_the_model_identity(contract_runs) -> None:
+def test_paired_analysis_of_real_runs(contract_runs) -> None:
     runs = load_runs([contract_runs["root"]])
-    sums = {(s.model, s.task): s for s in model_summaries(runs)}
-    tiny = sums[("tiny-llama", "capitals")]
-    probe = ProbeResult.read(contract_runs["probe"] / "results.json")
-    assert tiny.n_params == probe.header.model.n_params and tiny.family == "instruct"
-    toy = sums[("toy [locked]", "toy-max")]
-    lock = LockResult.read(contract_runs["lock"] / "results.json")
-    assert toy.locked and toy.family == "base locked" and toy.n_params == lock.base_model.n_params != tiny.n_params
+    found = report.analyses(runs, Settings(n_boot=200, n_perm=50))
+    tiny = found[("tiny-llama", "capitals")]
+    p = ProbeResult.read(contract_runs["probe"] / "results.json")
+    assert set(tiny.families) == {"prompt variants", "majority vote", "logit lens", "probe"}
+    assert tiny.straight.run.endswith("eval") and tiny.chance == p.chance
+    assert tiny.n_test == p.split.n_test and tiny.n_dev == p.split.n_train  # eval dev = probe train here
+    assert tiny.straight_test.value == pytest.approx(p.prompted["letter"].test.value)
+    probe = tiny.probe
+    target, layer = probe.chosen.key.split(":")[1], probe.chosen.layer
+    assert probe.gap.elicited.value == pytest.approx(p.probe_by_layer[target][p.layers.index(layer)].value)
+    assert probe.selected.dev_accuracy[probe.chosen.key] == max(
+        cv for cvs in p.probe_cv_by_layer.values() for cv in cvs)
+    assert {c.control.key for c in tiny.controls} == {"control:shuffled", "control:surface"}
+    assert not tiny.notes
+    toy = found[("toy [locked]", "toy-max")]
+    u = UnlockResult.read(contract_runs["unlock"] / "results.json")
+    assert toy.locking is not None and set(toy.locking.recovered) == {
+        "unlock:weak", *(f"unlock:noise={x}" for x in u.methods["noise"].sweep.params)}
+    assert toy.locking.with_password.value == pytest.approx(u.reference.with_pw.acc)
+    assert toy.kind == "base locked" and toy.n_params != tiny.n_params
 
 
 def test_report_writes_every_figure_and_csv(built_report: Path) -> None:
@@ -101,14 +129,16 @@ def test_report_writes_every_figure_and_csv(built_report: Path) -> None:
     manifest = ReportManifest.read(out / "report.json")
     assert manifest.n_runs == 6 and manifest.kinds == ["diff", "eval", "lock", "probe", "transfer", "unlock"]
     figures = set(manifest.figures)
-    for kind in ("gap", "layers", "variants"):
-        assert f"figures/{kind}_tiny-llama_capitals.png" in figures
-    for kind in ("gap", "unlock", "diff"):
-        assert f"figures/{kind}_toy-locked_toy-max.png" in figures
-    assert "figures/across_models.png" in figures
+    for stem in ("summary_forest", "gap_vs_size", "variant_effects", "layers_tiny-llama_capitals",
+                 "variants_tiny-llama_capitals", "unlock_toy-locked_toy-max", "recovered_toy-locked_toy-max",
+                 "diff_toy-locked_toy-max"):
+        assert {f"figures/{stem}.png", f"figures/{stem}.svg"} <= figures, stem
     for f in figures:
         data = (out / f).read_bytes()
-        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 2000
+        if f.endswith(".png"):
+            assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 2000
+        else:
+            assert b"<svg" in data[:2000]
     assert sorted(p.name for p in (out / "figures").iterdir()) == sorted(Path(f).name for f in figures)
     with (out / "results.csv").open() as fh:
         rows = list(csv.DictReader(fh))
@@ -120,14 +150,33 @@ def test_report_writes_every_figure_and_csv(built_report: Path) -> None:
     curve = [r for r in rows if r["method"] == "unlock_curve" and r["metric"] == "accuracy"]
     assert len(curve) == 6 and {r["step"] for r in curve} == {"0.0", "2.0", "4.0"}
     assert len([r for r in rows if r["method"] == "unlock_sweep" and r["metric"] == "accuracy"]) == 12
+    means = [r for r in rows if r["metric"] == "accuracy_mean"]
+    assert means and all(0 <= float(r["lo"]) <= float(r["hi"]) <= 1 for r in means if r["lo"])
     assert any(r["method"] == "transfer_from:default" for r in rows)
+    assert any(r["method"] == "paired:probe" and r["metric"] == "difference" for r in rows)
     with (out / "summary.csv").open() as fh:
         summary = list(csv.DictReader(fh))
+    assert tuple(summary[0]) == SUMMARY_COLUMNS
     assert {s["model"] for s in summary} == {"tiny-llama", "toy [locked]"}
+    tiny = next(s for s in manifest.summary if s.model == "tiny-llama")
+    assert tiny.gap is not None and tiny.gap.lo <= tiny.gap.value <= tiny.gap.hi and tiny.probe is not None
+    assert tiny.ratio is None and "chance" in tiny.ratio_reason  # straight-up is not above chance here
     page = (out / "index.html").read_text()
-    assert page.count("<img src=\"data:image/png;base64,") == len(figures)
+    assert page.count("<img src=\"data:image/png;base64,") == len([f for f in figures if f.endswith(".png")])
+    assert page.index("at a glance") < page.index("Findings") < page.index("<details")
     assert "instruct (chat-template)" in page and "fine-tuned (lock-record)" in page
-    assert "report:" in report.summarize(out)
+    assert "What each interval is over" in page and "crossed bootstrap over runs" in page
+    text = report.summarize(out)
+    assert "tiny-llama" in text and "gap" in text and "paired bootstrap" in text
+
+
+def test_a_run_without_samples_is_noted(contract_runs, tmp_path: Path) -> None:
+    copy_run(contract_runs["eval"], tmp_path / "runs" / "eval")  # results.json only
+    out = report.run(report.Config(runs=(str(tmp_path / "runs"),), out=str(tmp_path / "rep"), n_boot=100,
+                                   n_perm=10))
+    page = (out / "index.html").read_text()
+    assert "no samples.parquet" in page
+    assert ReportManifest.read(out / "report.json").summary == []
 
 
 def test_malformed_results_are_errors_naming_the_file(contract_runs, tmp_path: Path) -> None:
@@ -206,9 +255,22 @@ def test_page_opens_and_shows_figures_in_headless_chromium(built_report: Path, t
     assert found, dom[-2000:]
     widths = json.loads(found.group(1))
     assert len(widths) == n_figures and all(w > 100 for w in widths), widths
-    assert "Elicitation gap" in dom and "Provenance" in dom
+    assert "elicitation gap at a glance" in dom and "Provenance" in dom
     with tempfile.TemporaryDirectory() as user_dir:
         shot = tmp_path / "shot.png"
         res = chromium("--window-size=1200,2400", f"--screenshot={shot}", (out / "index.html").as_uri(),
                        user_dir=user_dir)
     assert shot.exists() and shot.stat().st_size > 10000, res.stderr[-2000:]
+
+
+def test_figures_are_written_as_png_and_svg_whatever_the_name(tmp_path: Path) -> None:
+    from matplotlib.figure import Figure
+
+    from report.figures import save, slug
+
+    fig = Figure()
+    fig.add_subplot().plot([0, 1], [0, 1])
+    stem = tmp_path / f"layers_{slug('Qwen2.5-7B', 'mmlu')}"
+    png, svg = save(fig, stem)
+    assert (png.name, svg.name) == ("layers_Qwen2.5-7B_mmlu.png", "layers_Qwen2.5-7B_mmlu.svg")
+    assert png.read_bytes()[:4] == b"\x89PNG" and b"<svg" in svg.read_bytes()[:2000]

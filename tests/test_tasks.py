@@ -365,6 +365,34 @@ def test_subsample_select_first_keeps_file_order() -> None:
     assert load_task(TaskSpec("arithmetic", select="first"), n=3) == load_task(TaskSpec("arithmetic"))[:3]
 
 
+def test_subsample_stratified_is_proportional_by_subject() -> None:
+    sizes = {"a": 600, "b": 300, "c": 90, "d": 10}
+    recs = [MCRecord(f"{s}{i}", "q?", ("x", "y"), 0, subject=s) for s, k in sizes.items() for i in range(k)]
+    out = subsample(recs, 100, seed=0, select="stratified")
+    counts = {s: sum(r.subject == s for r in out) for s in sizes}
+    assert counts == {"a": 60, "b": 30, "c": 9, "d": 1} and len(out) == 100
+    odd = subsample(recs, 37, seed=0, select="stratified")  # quotas 22.2, 11.1, 3.33, 0.37: remainders decide
+    counts = {s: sum(r.subject == s for r in odd) for s in sizes}
+    assert counts == {"a": 22, "b": 11, "c": 3, "d": 1} and len(odd) == 37
+    assert all(abs(counts[s] - 37 * k / 1000) < 1 for s, k in sizes.items())
+    # within a subject the records are the first ones in the seeded hash order, kept in file order
+    a_only = [r for r in recs if r.subject == "a"]
+    assert [r for r in odd if r.subject == "a"] == subsample(a_only, 22, seed=0)
+    assert subsample(recs, 37, seed=0, select="stratified") == odd
+    assert subsample(recs, 37, seed=1, select="stratified") != odd
+    assert subsample(recs, 5000, select="stratified") == recs
+
+
+@needs_data
+def test_mmlu_stratified_sample_covers_every_subject() -> None:
+    full = load_task(spec("mmlu"))
+    out = load_task(TaskSpec("mmlu", data_dir=str(DATA), select="stratified"), n=2000, seed=0)
+    assert len(out) == 2000
+    total = {s: sum(r.subject == s for r in full) for s in {r.subject for r in full}}
+    got = {s: sum(r.subject == s for r in out) for s in total}
+    assert all(abs(got[s] - 2000 * k / len(full)) < 1 for s, k in total.items()) and min(got.values()) >= 7
+
+
 def test_load_task_subsample_nested_builtin() -> None:
     small = load_task(TaskSpec("arithmetic"), n=20, seed=3)
     big = load_task(TaskSpec("arithmetic"), n=80, seed=3)

@@ -27,9 +27,28 @@ def test_pgr_over_runs_t_interval() -> None:
     half = 4.302652729911275 * (1 / 6) / math.sqrt(3)  # t(0.975, 2) * sd / sqrt(n)
     assert est.lo == pytest.approx(2 / 3 - half) and est.hi == pytest.approx(2 / 3 + half)
     assert est.n == 3 and est.method == "t"
-    one = metrics.pgr_over_runs([0.5], 0.2, 0.8)
-    assert one.value == one.lo == one.hi == pytest.approx(0.5)
+    one = metrics.pgr_over_runs([0.5], 0.2, 0.8)  # one run: nothing to vary, no (zero-width) interval
+    assert one.value == pytest.approx(0.5) and math.isnan(one.lo) and math.isnan(one.hi) and one.method == "none"
     assert math.isnan(metrics.pgr_over_runs([0.5], 0.3, 0.3).value)
+
+
+def test_accuracy_of_runs_stays_within_the_unit_interval() -> None:
+    from statsmodels.stats.proportion import proportion_confint
+
+    from eval.runs import accuracy_over_runs
+
+    spread = [0.1, 0.5, 0.95]  # a t interval over these three runs is [-0.63, 1.67]
+    t = metrics.mean_over_runs(np.array(spread))
+    assert t.lo < 0 and t.hi > 1
+    e = metrics.accuracy_of_runs(spread, 40)
+    assert e.value == pytest.approx(np.mean(spread)) and 0 <= e.lo < e.value < e.hi <= 1
+    assert e.method == "bootstrap_nested" and e.n == 120
+    runs = [np.r_[np.ones(k), np.zeros(40 - k)] for k in (4, 20, 38)]
+    assert (e.lo, e.hi) == (accuracy_over_runs(runs).lo, accuracy_over_runs(runs).hi)
+    one = metrics.accuracy_of_runs([0.25], 40)  # one run: Wilson over its questions, not zero width
+    assert (one.lo, one.hi) == pytest.approx(proportion_confint(10, 40, method="wilson")) and one.method == "wilson"
+    unknown = metrics.accuracy_of_runs([0.25, 0.5], None)
+    assert unknown.value == pytest.approx(0.375) and math.isnan(unknown.lo) and unknown.method == "none"
 
 
 def test_total_variation_and_acc() -> None:
@@ -69,6 +88,47 @@ def test_training_summary_hand_values() -> None:
     assert len(rows) == 9 and rows[0][:4] == ["weak", 0, "epoch", 0]
     typed = unlock_report.typed(s)  # the layout results.json holds
     assert typed.curve.mean == pytest.approx([0.2, 0.5, 0.6]) and typed.sweep is None and typed.selected.chosen == 20
+
+
+def test_training_summary_with_answers_uses_runs_and_questions() -> None:
+    """With each run's per-question answers and the locked model's, final accuracy and PGR come from
+    `eval.runs` (crossed bootstrap over runs and questions) and every accuracy interval lies in [0, 1]."""
+    from eval.runs import accuracy_over_runs, fraction_recovered
+
+    rng = np.random.default_rng(0)
+    n = 40
+    locked = (rng.random(n) < 0.25).astype(float)
+    with_pw = np.maximum(locked, rng.random(n) < 0.7).astype(float)
+    dev = np.arange(n) < 20
+    runs, finals = [], []
+    for seed, p in enumerate((0.3, 0.5, 0.6)):
+        final = np.maximum(locked, rng.random(n) < p).astype(float)
+        finals.append(final)
+        r = _run(seed, [locked.mean(), (locked.mean() + final.mean()) / 2, final.mean()], locked.mean(),
+                 with_pw.mean())
+        for point in r["curve"]:
+            point["acc_dev"] = point["acc_test"] = point["acc"]
+        r["curve"][-1].update(acc_dev=final[dev].mean() + 1.0, acc_test=final[~dev].mean())  # the last epoch wins
+        r["answers"] = {"final": {"correct": final.astype(bool).tolist()}}
+        runs.append(r)
+    ref = unlock_report.QuestionRef(locked, with_pw, dev)
+    s = unlock_report.summarize_method(runs, ref)
+    ids = [np.arange(n).astype(str)] * 3
+    assert s["final"]["acc"] == accuracy_over_runs(finals, ids_by_run=ids).to_dict()
+    want = fraction_recovered(finals, locked, with_pw, elicited_ids=ids, locked_ids=ids[0], with_password_ids=ids[0])
+    assert s["final"]["pgr"] == want.fraction.to_dict() and s["final"]["pgr"]["method"] == "bootstrap_crossed"
+    held = fraction_recovered([f[~dev] for f in finals], locked[~dev], with_pw[~dev],
+                              elicited_ids=[np.flatnonzero(~dev).astype(str)] * 3,
+                              locked_ids=np.flatnonzero(~dev).astype(str),
+                              with_password_ids=np.flatnonzero(~dev).astype(str))
+    assert s["selected"]["chosen"] == 20 and s["selected"]["test_pgr_runs"] == held.fraction.to_dict()
+    assert s["curve"]["ci_method"] == "bootstrap_nested"
+    assert all(0 <= lo <= m <= hi <= 1 for (lo, hi), m in zip(s["curve"]["ci"], s["curve"]["mean"], strict=True))
+    single = unlock_report.summarize_method(runs[:1], ref)
+    assert single["final"]["acc"]["method"] == "wilson" and single["curve"]["ci_method"] == "wilson"
+    lines = unlock_report.text(Reference(Accuracy(0.3, 0.3, 0.3), Accuracy(0.8, 0.8, 0.8)), n,
+                               {"weak": unlock_report.typed(s)})
+    assert "bootstrap over runs and questions" in lines[1]
 
 
 def test_training_summary_rejects_mismatched_epochs() -> None:

@@ -80,7 +80,8 @@ class ControlCeiling:
 
     target: str  # the chosen target (shuffled: the one chosen most often over shuffles)
     layer: int | None  # the chosen layer (null when the shuffles chose different layers)
-    test_accuracy: Estimate  # test accuracy (shuffled: mean over shuffles, t interval over shuffles)
+    test_accuracy: Estimate  # test accuracy (shuffled: mean over shuffles of each shuffle's choice, interval by
+    # `eval.runs.accuracy_over_runs`: a crossed bootstrap over shuffles and test questions; random-init: Wilson)
     selected_on: str  # train-cv
     per_shuffle: list[ShuffleChoice]  # each shuffle's choice (empty for the random-init control)
 
@@ -104,6 +105,32 @@ class MajorityBaseline:
 
 
 @dataclass(frozen=True)
+class PairedTest:
+    """The exact McNemar test on the questions where two methods differ (one right, the other wrong)."""
+
+    b: int  # questions the first method gets right and the second wrong
+    c: int  # questions the second gets right and the first wrong
+    p_value: float  # two-sided exact binomial p of b against b + c at 1/2 (1 when b + c = 0)
+
+
+@dataclass(frozen=True)
+class SurfaceControl:
+    """A probe on surface features of each option alone (no question), fit and selected like the option probe
+    (`probes.surface`), and the option probe's margin over it on the same test questions."""
+
+    features: str  # what the features are, in words
+    n_features: int  # feature columns (two lengths plus the bag-of-words vocabulary)
+    test_accuracy: Estimate  # its accuracy on the test questions (Wilson interval over questions)
+    cv_accuracy: float  # its train cross-validation accuracy
+    C: float  # its regularisation strength, chosen by cross-validation on train questions
+    probe_layer: int  # the option probe it is compared with: the layer chosen on train CV
+    probe_test_accuracy: Estimate  # that option probe's test accuracy (Wilson interval over questions)
+    margin: Estimate  # option probe minus surface control on the same test questions (paired bootstrap interval
+    # over questions)
+    mcnemar: PairedTest  # option probe (first) against surface control (second) on the discordant test questions
+
+
+@dataclass(frozen=True)
 class Capture:
     """A capture store the results were computed from."""
 
@@ -121,7 +148,7 @@ class ProbeResult(Result):
     prompted accuracy; every best-of-k chosen on train questions and reported on held-out test questions."""
 
     SCHEMA = "gaplens.probe"
-    VERSION = 3
+    VERSION = 4
 
     header: RunHeader  # the run
     captures: list[Capture]  # the stores read (the model's, then the random-init control's)
@@ -139,3 +166,8 @@ class ProbeResult(Result):
     ceiling: Ceiling  # the honest probe ceiling over targets and layers
     ceiling_by_target: dict[str, Ceiling]  # the same, per target
     majority_baseline: MajorityBaseline  # always the most common train gold position
+    surface: SurfaceControl | None  # the surface-cue control beside the option probe (null: --no-surface, or no
+    # option rows)
+    below_chance: dict[str, list[int]]  # target -> layers whose probe scores below chance by its whole interval
+    # (Wilson upper bound < chance at confidence 1 - 0.05 / probes scanned, Bonferroni over layers and targets):
+    # systematic anti-prediction, a label-position artefact, not knowledge

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from core.schemas.base import Result, register
+from core.schemas.common import Estimate
 
 
 @dataclass(frozen=True)
@@ -58,18 +59,36 @@ class SweepRecord(Result):
 
 @dataclass(frozen=True)
 class SummaryRow:
-    """One model and task of the report's across-model table."""
+    """One model and task of the report's summary: the elicitation gap on the same held-out questions."""
 
     model: str  # model label
     task: str  # task
     n_params: int | None  # parameters (from the runs' model identity; null when no run records it)
     family: str  # the model kind (base, instruct, fine-tuned), plus " locked" for locked models
-    straight_up: float  # the straight-up (default prompt) accuracy (null: not measured)
-    best_elicited: float  # the best honest behavioural score (null: none)
-    best_elicited_by: str  # what gave it
-    best_elicited_over_straight_up: float  # their ratio (null when undefined)
-    probe_ceiling: float  # the probe ceiling (null: no probe run)
-    probe_ceiling_over_straight_up: float  # its ratio to straight-up (null when undefined)
+    chance: float | None  # mean 1 / choices over the test questions (null: no straight-up)
+    n_dev: int  # dev questions (a probe run's train questions) the choices were made on
+    n_test: int  # test questions everything is reported on
+    straight_up: Estimate | None  # the straight-up accuracy on the test questions (Wilson over questions)
+    best_method: str | None  # the method chosen on dev over every family (null: nothing to compare)
+    best_family: str | None  # its family (prompt variants, chain of thought, majority vote, logit lens, probe,
+    # unlocking)
+    n_candidates: int  # candidates it was chosen from
+    best: Estimate | None  # its accuracy on the test questions (Wilson over questions; a mean over runs: bootstrap)
+    gap: Estimate | None  # best minus straight-up on the same test questions (paired percentile bootstrap over
+    # questions)
+    mcnemar_b: int | None  # test questions best gets right and straight-up wrong
+    mcnemar_c: int | None  # test questions straight-up gets right and best wrong
+    mcnemar_p: float | None  # exact McNemar (or sign test) p on those discordant questions
+    ratio: Estimate | None  # best / straight-up (paired bootstrap); null unless straight-up is above chance by
+    # its whole interval
+    ratio_reason: str  # why the ratio is or is not shown
+    naive_max_method: str | None  # the best candidate on the test questions themselves (optimistic)
+    naive_max_test: float | None  # its test accuracy
+    inflation: float | None  # naive max minus the chosen method's test accuracy
+    null_excess: float | None  # how far the max over candidates beats their mean by chance alone (permutation null)
+    probe_method: str | None  # the probe ceiling: target and layer chosen on train cross-validation
+    probe: Estimate | None  # its test accuracy (Wilson over questions)
+    probe_gap: Estimate | None  # probe ceiling minus straight-up on the same test questions (paired bootstrap)
 
 
 @register
@@ -78,7 +97,7 @@ class ReportManifest(Result):
     """`report.json` in a report directory: what the report read and wrote."""
 
     SCHEMA = "gaplens.report"
-    VERSION = 1
+    VERSION = 2
 
     config: dict[str, Any]  # the report command's config
     command: str  # the command line that made it
@@ -87,4 +106,5 @@ class ReportManifest(Result):
     runs: list[str]  # their directories
     figures: list[str]  # figures written, relative to the report directory
     n_rows: int  # tidy rows written to results.csv
-    summary: list[SummaryRow]  # the across-model table
+    settings: dict[str, Any]  # resampling settings of the paired analysis (n_boot, n_perm, confidence, seed)
+    summary: list[SummaryRow]  # the summary table, one row per model and task

@@ -67,7 +67,9 @@ class Selection:
     test_pgr: float  # fraction of the gap recovered by the chosen one on the report half
     naive_max_test_pgr: float  # the same for the naive max
     bias_pgr: float  # naive max PGR minus the honest PGR
-    test_pgr_runs: Estimate  # the chosen one's report-half PGR, mean and t interval over runs
+    test_pgr_runs: Estimate  # the chosen one's report-half PGR: with per-question answers (the final epoch, a
+    # swept parameter) `eval.runs.fraction_recovered` (crossed bootstrap over runs and questions), else the mean of
+    # the per-run values with a t interval over runs (none for one run)
 
 
 @dataclass(frozen=True)
@@ -90,7 +92,9 @@ class Curve:
 
     epochs: list[float]  # evaluated epochs
     mean: list[float]  # mean over runs
-    ci: list[tuple[float, float]]  # t interval over runs, per epoch
+    ci: list[tuple[float, float]]  # interval of the mean per epoch, within [0, 1] (null: none)
+    ci_method: str  # what the interval is over: wilson (one run: questions), bootstrap_nested (runs and questions,
+    # from each run's accuracy: the records keep no per-question answers per epoch), none
     runs: list[list[float]]  # per run (seed), per epoch
 
 
@@ -98,18 +102,20 @@ class Curve:
 class Final:
     """After the last epoch."""
 
-    acc: Estimate  # no-password accuracy, mean and t interval over runs
-    pgr: Estimate  # fraction of the gap recovered, mean and t interval over runs (null: no gap)
+    acc: Estimate  # no-password accuracy, mean over runs (bootstrap_crossed over runs and the shared questions;
+    # wilson for one run)
+    pgr: Estimate  # fraction of the gap recovered (`eval.runs.fraction_recovered`: crossed bootstrap over runs and
+    # questions; without per-question answers of the starting model, t over runs, none for one run; null: no gap)
     pgr_runs: list[float]  # PGR per run
-    with_pw_after: Estimate  # with-password accuracy after unlocking, over runs
+    with_pw_after: Estimate  # with-password accuracy after unlocking, over runs (from each run's accuracy)
 
 
 @dataclass(frozen=True)
 class MaxOverEpochs:
     """The best evaluated epoch per run, on the same questions (biased upward)."""
 
-    acc: Estimate  # accuracy, mean and t interval over runs
-    pgr: Estimate  # PGR, mean and t interval over runs
+    acc: Estimate  # accuracy, mean over runs (from each run's accuracy: bootstrap_nested, wilson for one run)
+    pgr: Estimate  # PGR, mean over runs (t over runs; none for one run)
     note: str  # the caveat, in words
 
 
@@ -119,7 +125,8 @@ class Sweep:
 
     params: list[float]  # noise scales or weight factors
     mean: list[float]  # mean over runs (noise draws)
-    ci: list[tuple[float, float]]  # t interval over runs, per parameter
+    ci: list[tuple[float, float]]  # interval of the mean per parameter, within [0, 1]
+    ci_method: str  # what it is over: bootstrap_crossed (runs and questions), wilson (one run: questions)
     runs: list[list[float]]  # per run, per parameter
 
 
@@ -146,7 +153,7 @@ class UnlockResult(Result):
     """`cli.py unlock`: weak-sample unlocking of a locked checkpoint and its controls, over seeds."""
 
     SCHEMA = "gaplens.unlock"
-    VERSION = 3
+    VERSION = 4
 
     header: RunHeader  # the run; header.model is the locked checkpoint
     params: dict[str, Any]  # the unlocking parameters every method used (the lock's where not given)
