@@ -40,9 +40,11 @@ import torch
 
 from core.config import (
     ExecutionOptions,
+    LogOptions,
     ModelKindOptions,
     ModelOptions,
     OutputOptions,
+    PluginOptions,
     TaskOptions,
     opt,
     pick,
@@ -60,6 +62,7 @@ from hooks import generate as gen
 from hooks.capture import CaptureConfig, capture, is_current
 from hooks.models import LoadedModel, describe, load_model
 from hooks.store import Store, store_checksum
+from logs import write_logs
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +75,7 @@ CSV_FIELDS = ("variant", "scoring", "accuracy", "ci_lo", "ci_hi", "n", "dev_acc"
 
 
 @dataclass(frozen=True)
-class Config(ModelOptions, ModelKindOptions, TaskOptions, ExecutionOptions, OutputOptions):
+class Config(PluginOptions, LogOptions, ModelOptions, ModelKindOptions, TaskOptions, ExecutionOptions, OutputOptions):
     """One evaluation: a model on a task under a set of prompt variants."""
 
     n: int | None = opt(100, "number of questions (seeded subsample)")
@@ -166,11 +169,15 @@ def run(cfg: Config, *, model: LoadedModel | None = None) -> Path:
     variants.csv/png.
 
     Reuses DIR/results.json when it was written by the same config; reuses a finished store or generations file
-    whose config matches (without loading the model). `model` skips loading (tests, notebooks).
+    whose config matches (without loading the model). `model` skips loading (tests, notebooks). `--log` /
+    `--wandb` then write DIR/logs for other tools (`logs.write_logs`).
     """
     _validate(cfg)  # bad flags fail before anything is written
     with run_directory(out_dir(cfg), "eval"):
-        return _run(cfg, model=model)
+        out = _run(cfg, model=model)
+        if cfg.log or cfg.wandb:  # logs for other tools (also for a reused run: they change no result)
+            write_logs(out, cfg.log, wandb=cfg.wandb)
+        return out
 
 
 def _run(cfg: Config, *, model: LoadedModel | None = None) -> Path:

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from core.config import PluginOptions
 from core.io import write_text
 from core.provenance import package_version, to_jsonable
 from core.schemas import ReportManifest, SweepRecord
@@ -54,7 +55,7 @@ SWEEP_RECORD = "sweep.json"  # written by commands.sweep into a sweep directory
 
 
 @dataclass(frozen=True)
-class Config:
+class Config(PluginOptions):
     """Which runs to read and where to write the report."""
 
     runs: tuple[str, ...] = field(

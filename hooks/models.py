@@ -29,6 +29,7 @@ import torch
 from core.io import atomic_dir as _atomic_dir
 from core.io import write_json
 from core.schemas import ModelIdentity, to_data
+from core.suggest import did_you_mean
 from hooks import execution, hf_compat, tiny
 
 log = logging.getLogger(__name__)
@@ -194,7 +195,8 @@ def load_tokenizer(name: str) -> ModelInfo:
         elif "/" in name and not name.startswith((".", "/")):
             path = name
         else:
-            raise ModelError(f"unknown model '{name}': not a registered name and no such path. "
+            raise ModelError(f"unknown model '{name}'{did_you_mean(name, available_models())}: not a registered "
+                             "name and no such path. "
                              f"Available: {', '.join(available_models())}, a local HF model directory, or a Hugging "
                              "Face id.")
         try:
@@ -524,7 +526,7 @@ def load_hf(
             ) from exc
     else:
         raise ModelError(
-            f"unknown model '{name}': not a registered name and no such path. "
+            f"unknown model '{name}'{did_you_mean(name, available_models())}: not a registered name and no such path. "
             f"Available: {', '.join(available_models())}, a local HF model directory, or a Hugging Face id."
         )
     if random_init:
