@@ -60,6 +60,7 @@ from eval import scoring, tasks, variants
 from eval.metrics import STRAIGHT_UP, evaluate_predictions, score_generations
 from hooks import generate as gen
 from hooks.capture import CaptureConfig, capture, is_current
+from hooks.execution import torch_threads
 from hooks.models import LoadedModel, describe, load_model
 from hooks.store import Store, store_checksum
 from logs import write_logs
@@ -173,7 +174,7 @@ def run(cfg: Config, *, model: LoadedModel | None = None) -> Path:
     `--wandb` then write DIR/logs for other tools (`logs.write_logs`).
     """
     _validate(cfg)  # bad flags fail before anything is written
-    with run_directory(out_dir(cfg), "eval"):
+    with run_directory(out_dir(cfg), "eval"), torch_threads(cfg.threads):  # --threads was recorded, not applied
         out = _run(cfg, model=model)
         if cfg.log or cfg.wandb:  # logs for other tools (also for a reused run: they change no result)
             write_logs(out, cfg.log, wandb=cfg.wandb)

@@ -32,6 +32,10 @@ needed by the MMLU and ARC tasks. This module is the registry (names, splits, su
 pools); the readers are in `eval.loaders` (MMLU, ARC, plain JSONL; re-exported here), `eval.readers`
 (mapped files, hf) and `eval.lmeval_tasks`, where malformed input raises `TaskError` naming the file
 (or dataset), the 1-based row and the field.
+
+Your own tasks: `register_task(name, load, ...)` in a module that an installed package names under the entry-point
+group ``gaplens.tasks`` (loaded on the registry's first use) or that ``--include MODULE|FILE.py`` imports
+(`core.plugins`); an unknown name is answered with the closest registered one.
 """
 
 from __future__ import annotations

@@ -189,6 +189,8 @@ def main() -> None:
     p.add_argument("--mmlu-subjects", type=int, default=20, help="MMLU: the first K subjects (sorted by name)")
     p.add_argument("--mmlu-rows", type=int, default=10, help="MMLU: the first R test questions of each subject")
     p.add_argument("--batch-size", type=int, default=16, help="rows per forward pass, both tools")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads, both tools (gaplens --threads, "
+                   "lm-eval OMP_NUM_THREADS); on a shared machine one thread wastes least time spinning")
     p.add_argument("--only", choices=("arc", "mmlu", "both"), default="both")
     p.add_argument("--work", default="runs/agree-lmeval", help="working directory (its runs are replaced)")
     args = p.parse_args()
@@ -199,11 +201,12 @@ def main() -> None:
     task_dir = work / "lmeval-tasks"
     shutil.rmtree(task_dir, ignore_errors=True)
     task_dir.mkdir(parents=True)
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
+           "OMP_NUM_THREADS": str(args.threads)}
     model_dir = Path(os.environ.get("GAPLENS_CACHE", Path.home() / ".cache" / "gaplens")) / "models" / args.model
     gaplens = [sys.executable, str(ROOT / "cli.py"), "eval", "--model", args.model, "--data-dir", str(data_dir),
                "--select", "first", "--cot", "off", "--device", "cpu", "--dtype", "float32",
-               "--batch-size", str(args.batch_size)]
+               "--batch-size", str(args.batch_size), "--threads", str(args.threads)]
 
     def lmeval(tasks: list[str], limit: int, out: Path) -> list[str]:
         return [sys.executable, "-m", "lm_eval", "run", "--model", "hf",
@@ -213,7 +216,8 @@ def main() -> None:
 
     report = [f"# scripts/agree_lmeval.py, {dt.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}, "
               f"{platform.node()} ({os.cpu_count()} CPUs, {platform.machine()}, load average "
-              f"{os.getloadavg()[0]:.1f} at the start), model {args.model}, batch size {args.batch_size}"]
+              f"{os.getloadavg()[0]:.1f} at the start), model {args.model}, batch size {args.batch_size}, "
+              f"{args.threads} thread(s)"]
     if args.only in ("arc", "both"):
         run = work / "gaplens-arc"
         out = work / "lmeval-arc"
