@@ -2,7 +2,8 @@
 
 Every command module exposes `Config` (a frozen dataclass whose field metadata is its `--help`),
 `run(cfg) -> Path` (writes one run directory and returns it) and `summarize(run_dir) -> str`. Modules are
-imported only when their command runs, so listing commands costs nothing.
+imported only when their command runs, so listing commands costs nothing; their flags are recorded in
+`commands/flags.json` (`commands.flags`), so `--help` imports none of them (nor torch).
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass
 from types import ModuleType
+
+from core.suggest import did_you_mean
 
 
 @dataclass(frozen=True)
@@ -35,11 +38,12 @@ COMMANDS: dict[str, Command] = {c.name: c for c in (
     Command("diff", "commands.diff", "weights and activations compared across checkpoints"),
     Command("report", "commands.report", "the elicitation-gap report from run directories"),
     Command("sweep", "commands.sweep", "run a grid of cells from a config file, resumably"),
+    Command("export", "commands.export", "write an eval run's logs for other tools: inspect_ai, lm-eval, W&B"),
 )}
 
 
 def get(name: str) -> Command:
     """The registered command `name`; ValueError listing the commands otherwise."""
     if name not in COMMANDS:
-        raise ValueError(f"unknown command {name!r}; commands: {', '.join(COMMANDS)}")
+        raise ValueError(f"unknown command {name!r}{did_you_mean(name, COMMANDS)}; commands: {', '.join(COMMANDS)}")
     return COMMANDS[name]

@@ -49,7 +49,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from core.config import ExecutionOptions, OutputOptions, TaskOptions, opt, pick, resolve_threads
+from core.config import ExecutionOptions, OutputOptions, PluginOptions, TaskOptions, opt, pick, resolve_threads
 from core.provenance import config_hash, to_jsonable
 from core.rundir import results_to_reuse, run_directory
 from core.samples import SampleTable, write_samples
@@ -78,7 +78,7 @@ SAMPLE_CONDITIONS = {"nopw": "no_password", "pw": "with_password"}
 
 
 @dataclass(frozen=True)
-class Config(TaskOptions, ExecutionOptions, OutputOptions):
+class Config(PluginOptions, TaskOptions, ExecutionOptions, OutputOptions):
     """Checkpoints of one architecture compared on the same questions."""
 
     a: str | None = opt(None, "reference checkpoint (e.g. locked); updates are X - a")

@@ -38,9 +38,11 @@ import numpy as np
 
 from core.config import (
     ExecutionOptions,
+    LogOptions,
     ModelKindOptions,
     ModelOptions,
     OutputOptions,
+    PluginOptions,
     TaskOptions,
     opt,
     pick,
@@ -59,6 +61,7 @@ from hooks.capture import CaptureConfig, capture, is_current
 from hooks.execution import torch_threads
 from hooks.models import LoadedModel, describe, load_model
 from hooks.store import Store, store_checksum
+from logs import write_logs
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +74,7 @@ CSV_FIELDS = ("variant", "scoring", "accuracy", "ci_lo", "ci_hi", "n", "dev_acc"
 
 
 @dataclass(frozen=True)
-class Config(ModelOptions, ModelKindOptions, TaskOptions, ExecutionOptions, OutputOptions):
+class Config(PluginOptions, LogOptions, ModelOptions, ModelKindOptions, TaskOptions, ExecutionOptions, OutputOptions):
     """One evaluation: a model on a task under a set of prompt variants."""
 
     n: int | None = opt(100, "number of questions (seeded subsample)")
@@ -161,12 +164,16 @@ def run(cfg: Config, *, model: LoadedModel | None = None) -> Path:
     variants.csv/png.
 
     Reuses DIR/results.json when it was written by the same config; reuses a finished store or generations file
-    whose config matches (without loading the model). `model` skips loading (tests, notebooks).
+    whose config matches (without loading the model). `model` skips loading (tests, notebooks). `--log` /
+    `--wandb` then write DIR/logs for other tools (`logs.write_logs`).
     """
     _validate(cfg)  # bad flags fail before anything is written
     execution.check(cfg)  # and so does a device this machine does not have
     with run_directory(out_dir(cfg), "eval"), torch_threads(cfg.threads):
-        return _run(cfg, model=model)
+        out = _run(cfg, model=model)
+        if cfg.log or cfg.wandb:  # logs for other tools (also for a reused run: they change no result)
+            write_logs(out, cfg.log, wandb=cfg.wandb)
+        return out
 
 
 def _run(cfg: Config, *, model: LoadedModel | None = None) -> Path:

@@ -36,6 +36,7 @@ from core.config import (
     ModelKindOptions,
     ModelOptions,
     OutputOptions,
+    PluginOptions,
     TaskOptions,
     opt,
     resolve_threads,
@@ -73,7 +74,7 @@ CONDITIONS = {"none": "no_password", "password": "with_password"}  # evalset con
 
 
 @dataclass(frozen=True)
-class Config(ModelOptions, ModelKindOptions, TaskOptions, ExecutionOptions, OutputOptions):
+class Config(PluginOptions, ModelOptions, ModelKindOptions, TaskOptions, ExecutionOptions, OutputOptions):
     """One lock: base model, task and its id splits, strong and weak policies, password placement, trainer."""
 
     model: str = opt(TOY, '"toy" (pretrain the toy organism here) or an embedded name, HF id or local HF dir')

@@ -26,6 +26,7 @@ from core.config import (
     ModelKindOptions,
     ModelOptions,
     OutputOptions,
+    PluginOptions,
     TaskOptions,
     opt,
     pick,
@@ -73,7 +74,7 @@ TARGET_VARIANT = {"letter": "default", "option": "option"}  # the capture varian
 
 
 @dataclass(frozen=True)
-class Config(ModelOptions, ModelKindOptions, TaskOptions, ExecutionOptions, OutputOptions):
+class Config(PluginOptions, ModelOptions, ModelKindOptions, TaskOptions, ExecutionOptions, OutputOptions):
     """One probe run: the capture it needs, the train/test split by question, and the controls."""
 
     n: int | None = opt(200, "number of questions (seeded subsample)")

@@ -31,6 +31,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from core.config import PluginOptions
 from core.io import write_text
 from core.provenance import package_version, to_jsonable
 from core.schemas import ProbeResult, ReportManifest, SweepRecord
@@ -68,7 +69,7 @@ SWEEP_RECORD = "sweep.json"  # written by commands.sweep into a sweep directory
 
 
 @dataclass(frozen=True)
-class Config:
+class Config(PluginOptions):
     """Which runs to read, where to write the report, and the resampling of its paired analysis."""
 
     runs: tuple[str, ...] = field(
@@ -80,7 +81,7 @@ class Config:
     n_perm: int = field(default=1000, metadata={"help": "permutations of the null of each naive maximum"})
     seed: int = field(default=0, metadata={"help": "seed of the bootstraps and permutations"})
 
-    def __post_init__(self) -> None:
+    def _check(self) -> None:
         if self.n_boot < 100 or self.n_perm < 10:
             raise ValueError(f"--n-boot must be >= 100 and --n-perm >= 10, got {self.n_boot} and {self.n_perm}")
 

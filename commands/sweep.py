@@ -41,7 +41,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from commands import COMMANDS
-from core.config import opt
+from core.config import PluginOptions, opt
 from core.schemas import SweepRecord, from_data
 from grid import (
     CELL_LOG,
@@ -85,7 +85,7 @@ class SweepFailed(ValueError):
 
 
 @dataclass(frozen=True)
-class Config:
+class Config(PluginOptions):
     """A sweep: the JSON grid to run, and where to run it."""
 
     config: str | None = opt(None, "sweep config file (JSON; see docs/sweeps.md)", positional=True)
@@ -99,6 +99,7 @@ class Config:
     dry_run: bool = opt(False, "plan the cells, check their flags and record which are done; run none", ui=True)
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.executor not in EXECUTORS:
             raise ValueError(f"--executor must be one of {', '.join(EXECUTORS)}, got {self.executor!r}")
         if self.address and self.executor != "ray":
@@ -170,6 +171,9 @@ def _plan(cfg: Config) -> tuple[Path, dict[str, Any], list[Cell]]:
         raise ValueError("give the sweep config file: python cli.py sweep CONFIG")
     path = Path(cfg.config)
     spec = load_spec(path, method_names())
+    if cfg.include:  # `sweep --include X`: every cell gets --include X too (after the config's own)
+        own = spec.get("include") or []
+        spec["include"] = [*([own] if isinstance(own, str) else own), *cfg.include]
     spec["out"] = str(Path(spec["out"]).expanduser().absolute())  # cells run elsewhere: an absolute path
     cells = plan(spec, methods(spec["methods"]), path)
     names = [c.name for c in cells]

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import torch
 
-from core.config import ExecutionOptions, OutputOptions, opt
+from core.config import ExecutionOptions, OutputOptions, PluginOptions, opt
 from core.io import save_png, write_csv
 from core.provenance import config_hash, to_jsonable
 from core.rundir import results_to_reuse, run_directory
@@ -49,7 +49,7 @@ RESULTS_NAME, CSV_NAME, PNG_NAME, SAMPLES_NAME = "results.json", "transfer.csv",
 
 
 @dataclass(frozen=True)
-class Config(ExecutionOptions, OutputOptions):
+class Config(PluginOptions, ExecutionOptions, OutputOptions):
     """Probes trained on one prompt variant of an eval store and tested on the others."""
 
     store: str = opt("", "an `eval --resid` run directory, or its activations.h5")

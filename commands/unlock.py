@@ -35,6 +35,7 @@ from core.config import (
     ModelKindOptions,
     ModelOptions,
     OutputOptions,
+    PluginOptions,
     opt,
     resolve_threads,
 )
@@ -64,7 +65,7 @@ RELOCK_METHODS = ("relock-weak", "relock-large", "large")
 
 
 @dataclass(frozen=True)
-class Config(ModelOptions, ModelKindOptions, DataOptions, ExecutionOptions, OutputOptions):
+class Config(PluginOptions, ModelOptions, ModelKindOptions, DataOptions, ExecutionOptions, OutputOptions):
     """Weak-sample unlocking of one locked checkpoint, the controls, and how many runs."""
 
     model: str = opt("runs/lock", "locked checkpoint: a lock run directory or its model/ subdirectory")

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from core.plugins import is_path
 from core.schemas.common import MODEL_KINDS
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
@@ -192,6 +193,48 @@ class OutputOptions(Options):
         parts = [command, model, str(getattr(self, "task", "") or "")]
         safe = re.sub(r"[^A-Za-z0-9._-]+", "-", "-".join(p for p in parts if p)).strip("-.")
         return Path("runs") / safe[:120]
+
+
+LOG_FORMATS = ("inspect", "lmeval")  # the writers of the `logs` package
+
+
+@dataclass(frozen=True)
+class PluginOptions(Options):
+    """Plug-ins to load before the command runs (`core.plugins`): every command has this group, and the sweep
+    passes it on to its cells. UI-only: what a plug-in defines is identified by the names it registers and the
+    task data fingerprint, recorded in every run; the include list itself is recorded in the config."""
+
+    include: tuple[str, ...] = opt((), "plug-ins to import first: module names or .py files that register tasks, "
+                                   "variants, probes or policies (installed packages with gaplens entry points "
+                                   "load without it)", ui=True)
+
+    def _check(self) -> None:
+        if isinstance(self.include, str):
+            self._set("include", (self.include,))
+        paths = tuple(str(Path(s).expanduser().resolve()) if is_path(s) else s.strip() for s in self.include)
+        if any(not s for s in paths):
+            raise ValueError("--include has an empty entry")
+        self._set("include", paths)
+
+
+@dataclass(frozen=True)
+class LogOptions(Options):
+    """Logs other tools read, written beside the run's own files (UI-only: they change no result)."""
+
+    log: tuple[str, ...] = opt((), "also write logs other tools read, into OUT/logs: inspect (an inspect_ai eval "
+                               "log: `inspect view --log-dir OUT/logs/inspect`), lmeval (lm-eval's "
+                               "samples_<task>.jsonl and results json)", ui=True)
+    wandb: str | None = opt(None, "also log the run to this Weights & Biases project (WANDB_MODE=offline works "
+                            "without a network; `wandb sync` uploads later)", ui=True)
+
+    def _check(self) -> None:
+        if isinstance(self.log, str):
+            self._set("log", tuple(x.strip() for x in self.log.split(",") if x.strip()))
+        bad = [x for x in self.log if x not in LOG_FORMATS]
+        if bad:
+            raise ValueError(f"--log: unknown format {bad[0]!r}; formats: {', '.join(LOG_FORMATS)}")
+        if self.wandb is not None and not self.wandb.strip():
+            raise ValueError("--wandb needs a project name")
 
 
 def available_cores() -> int:

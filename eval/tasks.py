@@ -34,17 +34,22 @@ needed by the MMLU and ARC tasks. This module is the registry (names, splits, su
 pools); the readers are in `eval.loaders` (MMLU, ARC, plain JSONL; re-exported here), `eval.readers`
 (mapped files, hf) and `eval.lmeval_tasks`, where malformed input raises `TaskError` naming the file
 (or dataset), the 1-based row and the field.
+
+Your own tasks: `register_task(name, load, ...)` in a module that an installed package names under the entry-point
+group ``gaplens.tasks`` (loaded on the registry's first use) or that ``--include MODULE|FILE.py`` imports
+(`core.plugins`); an unknown name is answered with the closest registered one.
 """
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from core.plugins import load_group
+from core.suggest import did_you_mean
 from eval import builtin, lmeval_tasks, readers
 from eval.fieldmap import FieldMap
 from eval.loaders import (  # noqa: F401 - re-exported: the readers are part of this module's interface
@@ -206,8 +211,7 @@ def _lookup(name: str) -> tuple[TaskEntry, str | None]:
     entry = _REGISTRY.get(family)
     if entry is None:
         known = sorted(_REGISTRY)
-        close = difflib.get_close_matches(family, known, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        hint = did_you_mean(family, known)
         usages = ", ".join(_REGISTRY[k].usage for k in known)
         raise TaskError(f"unknown task {name!r}{hint}; available: {usages}")
     if arg is not None and entry.arg == "none":
@@ -353,11 +357,17 @@ def _builtin_loader(name: str) -> Loader:
 
 
 def _ensure_defaults() -> None:
-    """Register the standard tasks on first use (no work at import time)."""
+    """Register the standard tasks, then the installed plug-ins' (entry-point group "gaplens.tasks",
+    `core.plugins`), on first use (no work at import time)."""
     global _DEFAULTS_REGISTERED
     if _DEFAULTS_REGISTERED:
         return
     _DEFAULTS_REGISTERED = True
+    _register_standard()
+    load_group("gaplens.tasks")
+
+
+def _register_standard() -> None:
     _register(
         "mmlu",
         _load_mmlu,

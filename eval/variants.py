@@ -28,8 +28,8 @@ Rules (other stages rely on them):
   shot's when there are shots).
 * System message: the system role in chat; in raw text it is prefixed, followed by a blank line.
 * Canonical names list the modifiers that differ from the default, in field order (symbols, style,
-  order, cue, preamble, system, chat, shots, scoring, prefix, label, sep, cue text, strip, verbatim);
-  system keys get the prefix "sys_". `parse` accepts any order; a modifier that contradicts an earlier
+  order, cue, preamble, system, chat, shots, scoring, prefix, label, sep, cue text, strip, verbatim,
+  system text, preamble text); system keys get the prefix "sys_". `parse` accepts any order; a modifier that contradicts an earlier
   one is an error.
 
 Free-text template modifiers, to write a peer's exact prompt (TEXT is percent-encoded: "%20" a space,
@@ -40,6 +40,10 @@ Free-text template modifiers, to write a peer's exact prompt (TEXT is percent-en
 * ``label:TEXT``: text right before the question, e.g. ``label:Question:%20``.
 * ``sep:TEXT``: what joins the question and the option lines (default a line break).
 * ``cue:TEXT``: the answer cue instead of a CUES entry (the line break before the cue stays).
+* ``sys:TEXT``: a system message of your own instead of a SYSTEMS entry (``sys:You%20are%20a%20careful%20
+  grader.``): the system role in chat, prefixed with a blank line in raw text. Not together with ``sys_KEY``.
+* ``praise:TEXT``: a preamble of your own instead of a PREAMBLES entry (such as ``praise``): at the top of the first
+  user block followed by a blank line; "{subject}" becomes the subject. Not with a preamble or a prefix.
 * ``strip``: strip surrounding whitespace from each question, as lm-eval's MMLU ``{{question.strip()}}``.
 * ``verbatim``: the record's question is the whole prompt (an lm-eval ``doc_to_text``, `eval.lmeval_tasks`):
   rendered unchanged after its ``description`` meta, with no cue, and continued with its
@@ -65,6 +69,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, unquote
 
+from core.plugins import load_group
+from core.suggest import did_you_mean
 from eval.records import MCRecord
 
 SYMBOL_SETS: dict[str, tuple[str, ...]] = {
@@ -125,7 +131,8 @@ COT_INSTRUCTION = 'Think step by step, then finish with "The answer is" followed
 
 
 # free-text fields -> their modifier in names ("label:Question:%20")
-_TEXT_FIELDS: dict[str, str] = {"prefix": "prefix", "label": "label", "sep": "sep", "cue_text": "cue"}
+_TEXT_FIELDS: dict[str, str] = {"prefix": "prefix", "label": "label", "sep": "sep", "cue_text": "cue",
+                                "system_text": "sys", "preamble_text": "praise"}
 _NAME_SAFE = ":;!?()'*=@[]{}<>$|^"  # left readable in names; spaces, "+", ",", "%", "/" and the rest are escaped
 _BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
 
@@ -167,6 +174,9 @@ class VariantSpec:
     cue_text: str = _opt("", "answer cue text instead of the CUES entry of `cue`")
     strip: bool = _opt(False, "strip whitespace around the question (lm-eval's MMLU template)")
     verbatim: bool = _opt(False, "the question is the whole prompt (lm-eval doc_to_text); option scoring")
+    system_text: str = _opt("", "system message text instead of the SYSTEMS entry of `system`")
+    preamble_text: str = _opt("", 'preamble text instead of a PREAMBLES entry (a blank line follows; "{subject}" '
+                              "is replaced)")
 
     def __post_init__(self) -> None:
         tables: dict[str, Any] = {
@@ -198,6 +208,13 @@ class VariantSpec:
             raise ValueError(f"VariantSpec: prefix and preamble {self.preamble!r} both set; use one")
         if self.cue_text and self.cue != "answer":
             raise ValueError(f"VariantSpec: cue text {self.cue_text!r} and cue {self.cue!r} both set; use one")
+        if self.system_text and self.system != "none":
+            raise ValueError(f"VariantSpec: system text {self.system_text!r} and system {self.system!r} both set; "
+                             "use one")
+        if self.preamble_text and (self.preamble != "none" or self.prefix):
+            raise ValueError(f"VariantSpec: preamble text {self.preamble_text!r} and "
+                             + (f"preamble {self.preamble!r}" if self.preamble != "none" else "a prefix")
+                             + " both set; use one")
         if self.verbatim:
             if self.scoring != "option":
                 raise ValueError(f"VariantSpec: verbatim needs option scoring, got {self.scoring!r}")
@@ -303,6 +320,8 @@ def _cue(spec: VariantSpec) -> str:
 
 
 def _preamble(spec: VariantSpec, record: MCRecord) -> str:
+    if spec.preamble_text:
+        return spec.preamble_text.replace("{subject}", record.subject.replace("_", " "))
     noun = SYMBOL_NOUNS.get(spec.symbols, "label")
     reply = f"the {noun} of the correct answer" if spec.scoring in ("letter", "cot") else "the correct answer"
     about = f" about {record.subject.replace('_', ' ')}" if record.subject else ""
@@ -369,7 +388,8 @@ def render(spec: VariantSpec, record: MCRecord, shots: Sequence[MCRecord] = ()) 
     elif top:
         user = top + user
     return Prompt(
-        question_id=record.id, variant=spec.name(), system=SYSTEMS[spec.system], shots=tuple(shot_blocks),
+        question_id=record.id, variant=spec.name(), system=spec.system_text or SYSTEMS[spec.system],
+        shots=tuple(shot_blocks),
         user=user, cue=cue, chat=spec.chat, scoring=spec.scoring, continuations=continuations,
         answer=answer, order=order, cue_sep="" if spec.verbatim else "\n",
     )
@@ -415,11 +435,16 @@ PARAM_MODIFIERS: dict[str, Callable[[VariantSpec, str], VariantSpec]] = {}  # us
 _RESERVED = ("default", "all")
 
 
-def register_modifier(name: str, fn: Callable[..., VariantSpec], *, takes_arg: bool = False) -> None:
-    """Register a modifier `name` (spec -> spec), or with takes_arg `name:ARG` ((spec, ARG) -> spec)."""
+def register_modifier(name: str, fn: Callable[..., VariantSpec], *, takes_arg: bool = False,
+                      beside: bool = False) -> None:
+    """Register a modifier `name` (spec -> spec), or with takes_arg `name:ARG` ((spec, ARG) -> spec).
+
+    A name is registered once; `beside=True` registers `name:ARG` beside an existing plain `name` (the built-in
+    preamble "praise" and the free text "praise:TEXT")."""
     if not name or name in _RESERVED or any(c in name for c in "+:, \t\n"):
         raise ValueError(f"bad modifier name {name!r}: no '+', ':', ',' or spaces; not {_RESERVED}")
-    if name in MODIFIERS or name in PARAM_MODIFIERS:
+    if name in (PARAM_MODIFIERS if takes_arg else MODIFIERS) or (
+            not beside and name in (MODIFIERS if takes_arg else PARAM_MODIFIERS)):
         raise ValueError(f"modifier {name!r} is already registered")
     (PARAM_MODIFIERS if takes_arg else MODIFIERS)[name] = fn
 
@@ -450,7 +475,7 @@ def _register_builtins() -> None:
         "shots", lambda spec, arg: dataclasses.replace(spec, shots=_int_arg(arg, "shots")), takes_arg=True
     )
     for field_name, modifier in _TEXT_FIELDS.items():
-        register_modifier(modifier, _text_setter(field_name, modifier), takes_arg=True)
+        register_modifier(modifier, _text_setter(field_name, modifier), takes_arg=True, beside=modifier == "praise")
     register_modifier("strip", _setter("strip", True))
     register_modifier("verbatim", lambda spec: dataclasses.replace(spec, verbatim=True, scoring="option"))
 
@@ -482,8 +507,14 @@ def register_template(name: str, variant: str) -> VariantSpec:
 _register_builtins()
 
 
+def _load_plugins() -> bool:
+    """Load the gaplens.variants plug-ins (once); whether any was loaded now."""
+    return bool(load_group("gaplens.variants"))
+
+
 def known_modifiers() -> list[str]:
     """Every modifier a name may use; parametrised ones as "name:N" or "name:TEXT"."""
+    _load_plugins()
     text = set(_TEXT_FIELDS.values())
     return sorted(MODIFIERS) + [f"{name}:{'TEXT' if name in text else 'N'}" for name in sorted(PARAM_MODIFIERS)]
 
@@ -495,13 +526,16 @@ def parse(name: str) -> VariantSpec:
     spec, set_by = VariantSpec(), {}
     for token in name.strip().split("+"):
         head, sep, arg = token.partition(":")
+        if not (sep and head in PARAM_MODIFIERS) and not (not sep and token in MODIFIERS):
+            _load_plugins()  # an installed plug-in may register it (entry-point group gaplens.variants)
         try:
             if sep and head in PARAM_MODIFIERS:
                 new = PARAM_MODIFIERS[head](spec, arg)
             elif not sep and token in MODIFIERS:
                 new = MODIFIERS[token](spec)
             else:
-                raise ValueError(f"unknown modifier {token!r}; known: {', '.join(known_modifiers())}")
+                hint = did_you_mean(head, ["default", *MODIFIERS, *PARAM_MODIFIERS])
+                raise ValueError(f"unknown modifier {token!r}{hint}; known: {', '.join(known_modifiers())}")
         except ValueError as e:
             raise ValueError(f"variant {name!r}: {e}") from None
         for f in dataclasses.fields(spec):

@@ -20,6 +20,7 @@ from typing import Any
 import torch
 
 from core.schemas import ModelIdentity, to_data
+from core.suggest import did_you_mean
 from hooks import execution, hf_compat, tiny
 from hooks.model_files import (  # noqa: F401 - part of this module's interface: the registry and the hashes
     DEFAULT_MODEL,
@@ -198,7 +199,8 @@ def load_tokenizer(name: str) -> ModelInfo:
         elif "/" in name and not name.startswith((".", "/")):
             path = name
         else:
-            raise ModelError(f"unknown model '{name}': not a registered name and no such path. "
+            raise ModelError(f"unknown model '{name}'{did_you_mean(name, available_models())}: not a registered "
+                             "name and no such path. "
                              f"Available: {', '.join(available_models())}, a local HF model directory, or a Hugging "
                              "Face id.")
         try:
@@ -394,7 +396,7 @@ def load_hf(
         files = _hf_local_cache(name)  # where the hub's files landed (no network)
     else:
         raise ModelError(
-            f"unknown model '{name}': not a registered name and no such path. "
+            f"unknown model '{name}'{did_you_mean(name, available_models())}: not a registered name and no such path. "
             f"Available: {', '.join(available_models())}, a local HF model directory, or a Hugging Face id."
         )
     if random_init:

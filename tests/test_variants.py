@@ -404,3 +404,55 @@ def test_verbatim_uses_question_description_and_delimiters() -> None:
         render(parse("verbatim+shots:1"), r, [odd])
     nodelim = dataclasses.replace(r, meta=(("target_delimiter", ""),))
     assert render(parse("verbatim"), nodelim).continuations == ("blue", "red")
+
+
+# ---- sys:TEXT and praise:TEXT (free-text system messages and preambles)
+
+
+def test_system_text_renders_raw_and_chat() -> None:
+    p = render(parse("sys:You%20are%20a%20careful%20grader."), rec())
+    assert p.system == "You are a careful grader."
+    assert to_text(p).startswith("You are a careful grader.\n\nQuestion q1?\nA. apple q1")
+    chat = render(parse("sys:Be%20brief.+chat"), rec())
+    assert to_messages(chat)[0] == {"role": "system", "content": "Be brief."}
+    assert parse("sys:Be%20brief.+chat").name() == "chat+sys:Be%20brief."  # field order: system text is late
+
+
+def test_praise_text_is_a_preamble_with_subject() -> None:
+    r = rec(subject="high_school_physics")
+    p = render(parse("praise:You%20are%20a%20{subject}%20expert."), r)
+    assert to_text(p).startswith("You are a high school physics expert.\n\nQuestion q1?\n")
+    spec = parse("praise:Think.+shots:2")
+    text = to_text(render(spec, rec(), shots_for(spec)))
+    assert text.startswith("Think.\n\nQuestion s0?") and text.count("Think.") == 1  # once, above the first shot
+    # the same text as the built-in preamble renders the same prompt
+    builtin = to_text(render(parse("praise"), rec()))
+    spelled = to_text(render(parse("praise:" + V.encode_text(PREAMBLES["praise"])), rec()))
+    assert builtin == spelled
+
+
+@pytest.mark.parametrize(("name", "match"), [
+    ("sys:Hi+sys_expert", "system text 'Hi' and system 'expert' both set"),
+    ("praise:Hi+encourage", "preamble text 'Hi' and preamble 'encourage' both set"),
+    ("praise:Hi+prefix:Top", "preamble text .* a prefix"),
+    ("sys:", "needs text"),
+    ("praise:50%", "escape"),
+])
+def test_text_modifiers_refuse_contradictions(name: str, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        parse(name)
+
+
+def test_text_modifier_names_round_trip() -> None:
+    for name in ("sys:Be%20brief.", "praise:You%20know%20{subject}.", "numbers+sys:A%2BB%2CC+praise:x%0Ay"):
+        spec = parse(name)
+        assert parse(spec.name()) == spec
+    assert "praise" in V.MODIFIERS and "praise" in V.PARAM_MODIFIERS  # the built-in preamble and the free text
+    assert "sys:TEXT" in V.known_modifiers() and "praise:TEXT" in V.known_modifiers()
+
+
+def test_unknown_modifier_suggests_the_closest() -> None:
+    with pytest.raises(ValueError, match=r"unknown modifier 'numbrs' \(did you mean 'numbers'\?\)"):
+        parse("numbrs")
+    with pytest.raises(ValueError, match=r"unknown modifier 'rotat:1' \(did you mean 'rotate'\?\)"):
+        parse("rotat:1")
