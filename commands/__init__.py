@@ -36,6 +36,8 @@ COMMANDS: dict[str, Command] = {c.name: c for c in (
     Command("lock", "commands.lock", "fine-tune a password-locked model"),
     Command("unlock", "commands.unlock", "weak-sample unlocking of a locked model, with controls"),
     Command("diff", "commands.diff", "weights and activations compared across checkpoints"),
+    Command("audit", "commands.audit",
+            "every elicitation method on model organisms whose truth is known: scoreboard and detector view"),
     Command("report", "commands.report", "the elicitation-gap report from run directories"),
     Command("sweep", "commands.sweep", "run a grid of cells from a config file, resumably"),
     Command("export", "commands.export", "write an eval run's logs for other tools: inspect_ai, lm-eval, W&B"),

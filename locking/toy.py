@@ -27,11 +27,22 @@ from hooks.tiny import train_bpe_json
 from locking import password
 
 __all__ = ["HIGH", "LOW", "MODEL_CONFIG", "N_OPTIONS", "QUESTION", "SPLIT_SIZES", "TASK", "build_model",
-           "build_tokenizer", "ensure_task", "toy_max"]
+           "build_tokenizer", "ensure_task", "model_config", "toy_max"]
 
-MODEL_CONFIG: dict[str, int] = {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
-                                "num_key_value_heads": 4, "intermediate_size": 128, "max_position_embeddings": 256}
-"""The toy base architecture (a Llama); ~130k parameters."""
+D_MODEL, N_LAYERS = 64, 2
+"""The default toy size (what `cli.py lock` pretrains unless told otherwise)."""
+
+
+def model_config(d_model: int = D_MODEL, n_layers: int = N_LAYERS) -> dict[str, int]:
+    """The toy Llama's config at a size: `d_model` wide (4 heads, MLP 2 x d_model), `n_layers` blocks."""
+    if d_model < 8 or d_model % 4 or n_layers < 1:
+        raise ValueError(f"toy size: d_model must be a multiple of 4 and >= 8, n_layers >= 1; got {d_model}, {n_layers}")
+    return {"hidden_size": d_model, "num_hidden_layers": n_layers, "num_attention_heads": 4,
+            "num_key_value_heads": 4, "intermediate_size": 2 * d_model, "max_position_embeddings": 256}
+
+
+MODEL_CONFIG: dict[str, int] = model_config()
+"""The default toy architecture (a Llama, d_model 64, 2 layers); ~130k parameters."""
 
 
 def ensure_task() -> None:
@@ -66,12 +77,12 @@ def build_tokenizer() -> Any:
     return tok
 
 
-def build_model(tok: Any, seed: int) -> Any:
-    """A freshly initialised toy Llama for `tok`, weights from `torch.manual_seed(seed)`."""
+def build_model(tok: Any, seed: int, *, d_model: int = D_MODEL, n_layers: int = N_LAYERS) -> Any:
+    """A freshly initialised toy Llama for `tok` of the given size, weights from `torch.manual_seed(seed)`."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
     cfg = LlamaConfig(vocab_size=len(tok), bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-                      pad_token_id=tok.pad_token_id, tie_word_embeddings=False, **MODEL_CONFIG)
+                      pad_token_id=tok.pad_token_id, tie_word_embeddings=False, **model_config(d_model, n_layers))
     torch.manual_seed(seed)
     return LlamaForCausalLM(cfg).eval()

@@ -47,6 +47,11 @@ class ToyConfig:
     target_acc: float = field(default=0.995, metadata={"help": "stop once dev accuracy reaches this"})
     weak_acc: float = field(default=0.45, metadata={"help": "the weak model is the first checkpoint reaching this"})
     seed: int = field(default=0, metadata={"help": "init and data-order seed"})
+    d_model: int = field(default=toy.D_MODEL, metadata={"help": "width of the toy Llama", "hash_if_set": True})
+    n_layers: int = field(default=toy.N_LAYERS, metadata={"help": "blocks of the toy Llama", "hash_if_set": True})
+
+    def __post_init__(self) -> None:
+        toy.model_config(self.d_model, self.n_layers)  # a bad size fails before anything is written
 
 
 def _items(records: list[Any], tok: Any, n: int) -> list[TrainItem]:
@@ -79,7 +84,7 @@ def pretrain(out_dir: str | Path, cfg: ToyConfig, *, progress: bool = True) -> d
             return meta
     toy.ensure_task()
     tok = toy.build_tokenizer()
-    model = toy.build_model(tok, cfg.seed)
+    model = toy.build_model(tok, cfg.seed, d_model=cfg.d_model, n_layers=cfg.n_layers)
     spec = VariantSpec()
     dev = toy.toy_max("dev")
     dev_enc = [score.encode(render(spec, r), tok) for r in dev]
@@ -109,9 +114,10 @@ def pretrain(out_dir: str | Path, cfg: ToyConfig, *, progress: bool = True) -> d
         log.warning("toy base reached dev accuracy %.3f < target %.2f in %d steps", state["acc"], cfg.target_acc,
                     len(losses))
     if state["weak"] is None:  # never reached weak_acc: the initial (random) model is the weak one
-        state.update(weak=copy.deepcopy(toy.build_model(tok, cfg.seed).state_dict()), weak_acc=init_acc, weak_step=0)
+        state.update(weak=copy.deepcopy(toy.build_model(tok, cfg.seed, d_model=cfg.d_model, n_layers=cfg.n_layers)
+                                        .state_dict()), weak_acc=init_acc, weak_step=0)
     save_checkpoint(model, tok, out / "base")
-    weak = toy.build_model(tok, cfg.seed)
+    weak = toy.build_model(tok, cfg.seed, d_model=cfg.d_model, n_layers=cfg.n_layers)
     weak.load_state_dict(state["weak"])
     save_checkpoint(weak, tok, out / "weak")
     meta = stamp(model="toy", task=toy.TASK, split="pretrain", seed=cfg.seed) | {
