@@ -40,8 +40,9 @@ from core.io import read_json, write_csv, write_json
 from core.provenance import config_hash, to_jsonable
 from core.rundir import run_directory
 from core.samples import SampleTable, write_samples
-from core.schemas import AuditResult, Execution, TaskInfo, run_header
+from core.schemas import AuditResult, TaskInfo, run_header
 from core.schemas import audit as schema
+from hooks.execution import execution_record
 from hooks.models import identity, load_hf
 from locking import checkpoint, toy_pretrain
 
@@ -204,7 +205,7 @@ def _run(cfg: Config, zoo: Zoo | None) -> Path:
         command="audit", model=ident, task=TaskInfo(task["name"], task["split"], sum(c.sizes["test"] for c in cases),
                                                     cfg.data_dir or task["data_dir"], None),
         seed=cfg.seed, config=cfg, config_hash=config_hash(params),
-        execution=Execution(cfg.device, cfg.dtype, cfg.batch_size, threads),
+        execution=execution_record(cfg, threads=threads),
         timing={"zoo": build_seconds, "cases": cases_seconds, "total": time.perf_counter() - t0})
     info = {m: board.cost(m, [c.outcomes[m] for c in cases if m in c.outcomes]) for m in methods}
     result = AuditResult(

