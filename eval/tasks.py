@@ -48,6 +48,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from core.plugins import load_group
 from core.suggest import did_you_mean
 from eval import builtin, lmeval_tasks, readers
@@ -334,6 +336,21 @@ def few_shot_pool(spec: TaskSpec) -> list[MCRecord]:
             spec.split,
         )
     return kept
+
+
+def few_shot_examples(pool: Sequence[MCRecord], record: MCRecord, k: int, seed: int) -> list[MCRecord]:
+    """The `k` few-shot examples shown before `record`: drawn from `pool` (same number of choices when it has
+    enough), never `record` itself, by a generator seeded from (seed, record id), so every run draws the same."""
+    if k == 0:
+        return []
+    cands = [r for r in pool if r.id != record.id and len(r.choices) == len(record.choices)] or [
+        r for r in pool if r.id != record.id
+    ]
+    if len(cands) < k:
+        raise ValueError(f"few-shot needs {k} examples but the few-shot pool has {len(cands)}")
+    h = int(hashlib.sha256(f"{seed}:{record.id}".encode()).hexdigest()[:8], 16)
+    rng = np.random.default_rng(h)
+    return [cands[i] for i in rng.choice(len(cands), size=k, replace=False)]
 
 
 def _check_unique_ids(records: Iterable[MCRecord], what: str) -> None:

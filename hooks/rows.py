@@ -9,14 +9,11 @@ tokens. Option rows of one question share their prefix, which the capture runs o
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-import numpy as np
-
-from eval import extract, scoring, variants
+from eval import extract, scoring, tasks, variants
 from eval.records import MCRecord
 from hooks import forward as cap
 from hooks.models import LoadedModel, ModelInfo
@@ -38,17 +35,6 @@ class Row:
     n_chars: int
 
 
-def _shots(pool: Sequence[MCRecord], record: MCRecord, k: int, seed: int) -> list[MCRecord]:
-    if k == 0:
-        return []
-    cands = [r for r in pool if r.id != record.id and len(r.choices) == len(record.choices)] or [
-        r for r in pool if r.id != record.id
-    ]
-    if len(cands) < k:
-        raise ValueError(f"few-shot needs {k} examples but the few-shot pool has {len(cands)}")
-    h = int(hashlib.sha256(f"{seed}:{record.id}".encode()).hexdigest()[:8], 16)
-    rng = np.random.default_rng(h)
-    return [cands[i] for i in rng.choice(len(cands), size=k, replace=False)]
 
 
 def plan_rows(
@@ -70,7 +56,7 @@ def plan_rows(
         if spec.chat and template is None:
             raise ValueError(f"variant '{vname}' needs a chat template and model '{model.name}' has none")
         for rec in records:
-            prompt = variants.render(spec, rec, _shots(pool, rec, spec.shots, seed))
+            prompt = variants.render(spec, rec, tasks.few_shot_examples(pool, rec, spec.shots, seed))
             if transform is not None:
                 prompt = transform(prompt)
             text = variants.to_text(prompt, template)

@@ -145,7 +145,7 @@ def read_run(run_dir: str | Path, *, data_dir: str | None = None) -> RunLog:
             if not answers:
                 continue
             rec = records[qid]
-            prompt = variants.render(spec, rec, _shots(pool, rec, spec.shots, int(cfg.get("seed", 0))))
+            prompt = variants.render(spec, rec, tasks.few_shot_examples(pool, rec, spec.shots, int(cfg.get("seed", 0))))
             text = variants.to_text(prompt, chat if spec.chat else None)
             vid = name + scoring.FORCED_SUFFIX if spec.generates else name
             s = scores.get((qid, vid))
@@ -174,13 +174,6 @@ def _few_shot_pool(cfg: Mapping[str, Any], names: Sequence[str]) -> list[MCRecor
     return tasks.few_shot_pool(spec)
 
 
-def _shots(pool: Sequence[MCRecord], record: MCRecord, k: int, seed: int) -> list[MCRecord]:
-    """The few-shot examples the capture drew for `record` (`hooks.capture`'s draw, imported only when needed)."""
-    if k == 0:
-        return []
-    from hooks.capture import _shots as draw  # the one draw; private there, see the report to the lead
-
-    return draw(pool, record, k, seed)
 
 
 def _chat_template(model: str, names: Sequence[str]) -> Callable[[list[dict[str, str]]], str] | None:

@@ -242,7 +242,10 @@ def chromium(*args: str, user_dir: str) -> subprocess.CompletedProcess:
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install chromium)")
 def test_page_opens_and_shows_figures_in_headless_chromium(built_report: Path, tmp_path: Path) -> None:
     out = built_report
-    n_figures = len(json.loads((out / "report.json").read_text())["figures"])
+    figures = json.loads((out / "report.json").read_text())["figures"]
+    n_figures = sum(f.endswith(".png") for f in figures)  # the page shows the PNGs; each also has its SVG
+    assert n_figures and sorted(f[:-4] for f in figures if f.endswith(".svg")) == sorted(
+        f[:-4] for f in figures if f.endswith(".png"))
     # The page alone, moved away from its PNGs: it must need no other file.
     page = tmp_path / "alone" / "index.html"
     page.parent.mkdir()

@@ -5,6 +5,7 @@ progress. The Ray executor is tested in test_sweep_ray.py."""
 from __future__ import annotations
 
 import json
+import signal
 import sys
 import textwrap
 from dataclasses import dataclass, field
@@ -254,8 +255,14 @@ def test_dependents_of_a_failed_cell_are_blocked(tmp_path: Path, fake_cli: Path)
 
 def test_resume_after_interruption(tmp_path: Path, fake_cli: Path) -> None:
     path = write_config(tmp_path, models=["tiny-llama", "sigint"])
-    with pytest.raises(KeyboardInterrupt):
-        run(path)
+    # Ctrl-C as a command line gets it: Python's own handler (a library imported by an earlier test may have
+    # replaced it in this process, e.g. wandb's or Ray's)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run(path)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     rec = json.loads((tmp_path / "sweep" / "sweep.json").read_text())
     assert [c["status"] for c in rec["cells"].values()] == ["done", "interrupted", "pending", "pending"]
     first = calls_of(fake_cli)
