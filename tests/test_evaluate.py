@@ -6,7 +6,6 @@ import csv
 import importlib.util
 from pathlib import Path
 
-import h5py
 import numpy as np
 import pytest
 import torch
@@ -17,6 +16,7 @@ from core.samples import read_samples
 from core.schemas import EvalResult
 from eval import metrics, scoring, tasks, variants
 from hooks.models import load_hf, load_model
+from hooks.store import Store
 
 SEED = 1  # tiny-llama with seed 1 does not answer the same letter for every question
 
@@ -63,10 +63,10 @@ def test_default_accuracy_matches_plain_hf_forward(tmp_path: Path) -> None:
             assert len({pred for pred, _, _ in ref.values()}) > 1  # a non-degenerate check
             got = {q.id: (q.default_pred, q.gold) for q in doc.questions}
             assert got == {k: (p, g) for k, (p, g, _) in ref.items()}
-            with h5py.File(tmp_path / "activations.h5") as f:
-                qid = f["rows/question_id"].asstr()[:]
-                m = f["rows/variant_id"].asstr()[:] == "default"
-                logits = f["answer_logits"][:][m]
+            with Store(tmp_path / "activations.h5") as s:
+                qid = s.rows["question_id"]
+                m = s.rows["variant_id"] == "default"
+                logits = s.array("answer_logits")[m]
                 for q, row in zip(qid[m], logits, strict=True):
                     np.testing.assert_allclose(row, ref[q][2], atol=1e-4)
 
@@ -167,10 +167,10 @@ def test_numbers_variant_matches_full_continuation_scoring_on_smollm2(tmp_path: 
     doc = EvalResult.read(evaluate.run(cfg) / "results.json")
     hf = load_hf("smollm2-135m-instruct")
     tok = hf.tokenizer
-    with h5py.File(tmp_path / "activations.h5") as f:
-        rows = {k: f["rows"][k][:] for k in ("option_index", "label", "answer_original", "n_choices", "order")}
-        rows |= {k: f["rows"][k].asstr()[:] for k in ("question_id", "variant_id")}
-        got = scoring.score_store(rows, f["answer_logits"][:], f["option_logprob"][:], f["option_nchars"][:])
+    with Store(tmp_path / "activations.h5") as s:
+        rows = {k: s.rows[k] for k in ("option_index", "label", "answer_original", "n_choices", "order", "question_id",
+                                      "variant_id")}
+        got = scoring.score_store(rows, s.array("answer_logits"), s.array("option_logprob"), s.array("option_nchars"))
     got_pred = dict(zip(got.question_id.tolist(), got.pred_orig.tolist(), strict=True))
     correct, ref_pred = [], {}
     for rec in tasks.load_task(tasks.TaskSpec("capitals", "test"), n=n, seed=0):

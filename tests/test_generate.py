@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import h5py
 import numpy as np
 import pytest
 import torch
@@ -15,6 +14,7 @@ from core.schemas import EvalResult
 from eval import extract, tasks, variants
 from hooks import generate as gen
 from hooks.models import load_hf
+from hooks.store import Store
 
 CFG = gen.GenerateConfig(model="tiny-llama", task="capitals", n=5, variants=("cot", "numbers+cot"),
                          max_new_tokens=6, batch_size=3)
@@ -120,9 +120,9 @@ def test_eval_scores_cot_from_the_generated_text(tiny_model, tmp_path: Path, mon
     letter_ids = [tok(" " + c, add_special_tokens=False).input_ids[0] for c in "ABCD"]
     recs = {r.id: r for r in tasks.load_task(tasks.TaskSpec("capitals", "test"), n=6, seed=1)}
     ref_correct: dict[str, list[bool]] = {"cot": [], "chat+cot": []}
-    with h5py.File(tmp_path / "activations.h5") as f:
-        vid, qid = f["rows/variant_id"].asstr()[:], f["rows/question_id"].asstr()[:]
-        logits = f["answer_logits"][:]
+    with Store(tmp_path / "activations.h5") as s:
+        vid, qid = s.rows["variant_id"], s.rows["question_id"]
+        logits = s.array("answer_logits")
     for r in rows:
         chat = r["variant"] == "chat+cot"
         prompt = variants.render(variants.parse(r["variant"]), recs[r["question_id"]])

@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
-import h5py
 import numpy as np
 import pytest
 from sklearn.linear_model import LogisticRegression
@@ -15,6 +14,7 @@ import cli
 from commands import evaluate, transfer
 from core.schemas import TransferResult, to_data
 from eval.stats import split_ids
+from hooks.store import Store
 from probes import transfer as transfer_lib
 
 VARIANTS = "default,rotate:1,numbers,option,option_listed"
@@ -33,9 +33,9 @@ def test_transfer_matches_a_plain_sklearn_probe(eval_run: Path, tmp_path: Path, 
     out = transfer.run(transfer.Config(store=str(eval_run), test_variants="default,rotate:1", out=str(tmp_path)))
     doc = to_data(TransferResult.read(out / "results.json"))
     assert doc["kind"] == "letter" and list(doc["variants"]) == ["default", "rotate:1"]
-    with h5py.File(eval_run / "activations.h5") as f:
-        vid, qid = f["rows/variant_id"].asstr()[:], f["rows/question_id"].asstr()[:]
-        label, resid = f["rows/label"][:], f["resid"][:].astype(np.float32)
+    with Store(eval_run / "activations.h5") as s:
+        vid, qid = s.rows["variant_id"], s.rows["question_id"]
+        label, resid = s.rows["label"], s.resid_rows().astype(np.float32)
     train_ids, test_ids = split_ids(sorted(set(qid)), 0.5, 0)
     tr = (vid == "default") & np.isin(qid, train_ids)
     for pos in range(resid.shape[1]):
@@ -47,8 +47,8 @@ def test_transfer_matches_a_plain_sklearn_probe(eval_run: Path, tmp_path: Path, 
             got = doc["variants"][v]["transfer_by_layer"][pos]
             assert got["value"] == pytest.approx(np.mean(pred == label[te]), abs=1e-9) and got["n"] == te.sum()
     # prompted accuracy on the same test questions, from the answer logits
-    with h5py.File(eval_run / "activations.h5") as f:
-        logits = f["answer_logits"][:]
+    with Store(eval_run / "activations.h5") as s:
+        logits = s.array("answer_logits")
     te = (vid == "rotate:1") & np.isin(qid, test_ids)
     assert doc["variants"]["rotate:1"]["prompted"]["value"] == pytest.approx(
         np.mean(np.nanargmax(logits[te, :4], axis=1) == label[te]))
