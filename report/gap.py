@@ -181,11 +181,13 @@ def _pick_straight(outcomes: Sequence[Outcome], kinds: dict[str, str]) -> Outcom
 
 
 def _dedupe(outcomes: Sequence[Outcome], kinds: dict[str, str]) -> list[Outcome]:
-    """One outcome per key: a metric scored by both an eval and a probe run is taken from the eval run."""
-    out: dict[str, Outcome] = {}
+    """One outcome per key: a metric scored by both an eval and a probe run is taken from the eval run. Straight-up
+    and with-password answers are kept per run: each run's own (a locked model's unlocking runs are compared with
+    their own straight-up, and runs that disagree are noted)."""
+    out: dict[tuple[str, str], Outcome] = {}
     for o in sorted(outcomes, key=lambda o: STRAIGHT_PRIORITY.index(kinds[o.run])
                     if kinds.get(o.run) in STRAIGHT_PRIORITY else 9):
-        out.setdefault(o.key, o)
+        out.setdefault((o.key, o.run if o.family in (STRAIGHT, REFERENCE) else ""), o)
     return list(out.values())
 
 
@@ -194,12 +196,20 @@ def choose(family: str, cands: Sequence[Outcome], straight: Outcome, dev_all: np
     """The candidate best on dev, reported on test against straight-up (`eval.paired.select_best_of_k`); every
     candidate on the same questions: the test questions all of them and straight-up answered, the dev questions
     all per-question candidates answered. Returns (None, why) when that leaves nothing to choose from."""
-    test = _intersect([test_all, straight.ids, *(c.ids for c in cands)])
     arrays = [c for c in cands if c.dev_score is None]
-    dev = _intersect([dev_all, *(c.ids for c in arrays)])
-    usable = [c for c in cands if c.dev_score is not None or len(dev)]
+    # a per-question candidate that answered no dev question (e.g. a probe whose cross-validation score is not
+    # finite: it has test rows only) cannot be chosen on dev; it is left out, with a note, instead of emptying the
+    # dev questions every other candidate shares
+    blind = [c for c in arrays if not np.isin(c.ids, dev_all).any()]
+    arrays = [c for c in arrays if c not in blind]
+    dev = _intersect([dev_all, *(c.ids for c in arrays)]) if arrays else dev_all[:0]
+    usable = [c for c in cands if c.dev_score is not None] + (arrays if len(dev) else [])
+    note = (f"left out of the choice, no dev answers: {', '.join(c.label for c in blind)}" if blind else "")
+    if arrays and not len(dev):
+        note = "; ".join(filter(None, [note, "per-question candidates left out: they share no dev question"]))
     if not usable:
         return None, "no dev questions shared by its candidates"
+    test = _intersect([test_all, straight.ids, *(c.ids for c in usable)])
     if not len(test):
         return None, "no test questions shared by its candidates and straight-up"
     dev_map = {c.key: (c.dev_score if c.dev_score is not None else c.on(dev)) for c in usable}
@@ -209,7 +219,8 @@ def choose(family: str, cands: Sequence[Outcome], straight: Outcome, dev_all: np
                            seed=st.seed)
     kinds = sorted({"train cross-validation" if c.dev_score is not None else "dev accuracy" for c in usable})
     chosen = next(c for c in usable if c.key == sel.chosen)
-    return Choice(family, chosen, sel, len(usable), " and ".join(kinds), test, {c.key: c.label for c in usable}), ""
+    return Choice(family, chosen, sel, len(usable), " and ".join(kinds), test,
+                  {c.key: c.label for c in usable}), note
 
 
 def _fixed(cands: Sequence[Outcome], straight: Outcome, st: Settings) -> list[Fixed]:
@@ -272,18 +283,23 @@ def analyse(model: str, task: str, outcomes: Sequence[Outcome], kinds: dict[str,
         members = [o for o in cands if o.family == fam]
         if members:
             runs = {o.run for o in members}
-            # a family from one run is compared with that run's own straight-up (same scoring: a locked model's
-            # unlocking runs score the first token, eval runs the letter)
-            ref = own.get(next(iter(runs)), straight) if len(runs) == 1 else straight
+            # a locked model's unlocking family is compared with its unlock run's own straight-up (the same
+            # first-token scoring); every other family with the group's straight-up (the eval run's letter answer)
+            run = next(iter(runs))
+            ref = own.get(run, straight) if len(runs) == 1 and kinds.get(run) == "unlock" else straight
             choice, why = choose(fam, members, ref, dev_all, test_all, settings)
             if choice is None:
                 g.notes.append(f"{fam}: not compared ({why})")
             else:
                 g.families[fam] = choice
+                if why:
+                    g.notes.append(f"{fam}: {why}")
     if cands:
         g.best, why = choose("any method", cands, straight, dev_all, test_all, settings)
         if g.best is None:
             g.notes.append(f"best over every method: not chosen ({why})")
+        elif why:
+            g.notes.append(f"best over every method: {why}")
     g.fixed = _fixed([o for o in cands if o.family in (VARIANTS, COT) and o.key != "prompt:default"], straight,
                      settings)
     g.fixed += _fixed([o for o in cands if o.family == VOTE], straight, settings)

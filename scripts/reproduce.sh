@@ -2,11 +2,12 @@
 # Rerun the commands behind the README's figures, section by section (finished runs are reused, not recomputed;
 # delete runs/ for a cold rerun). Usage: scripts/reproduce.sh SECTION [DATA_DIR]
 #   demo       make demo's probe (capitals)
-#   mmlu500    the MMLU-500 probe table
 #   variants   the prompt-variant tables and the chain-of-thought table (scripts/eval_tables.sh)
 #   transfer   probes across prompt variants
 #   lock       the toy organism's lock and unlock
-#   report     the benchmark-scale sweep and the published report (hours on a 2-core CPU)
+#   report     the benchmark-scale sweeps and the published report (scripts/benchmark.sh; hours on a 2-core CPU)
+#   audit      the toy zoo's audit scoreboard (docs/audit.md)
+#   agree      agreement with lm-evaluation-harness (docs/interop.md; needs the lmeval extra, in the lock)
 #   bench      the speed benchmarks (run them on a quiet machine: they compare against a reference in the same run)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,7 +16,6 @@ DATA=$(realpath "${2:-${GAPLENS_DATA_DIR:-../shared/data}}")
 export GAPLENS_DATA_DIR=$DATA
 case "${1:-}" in
   demo) "$PY" cli.py probe --model smollm2-135m-instruct --task capitals --out runs/demo ;;
-  mmlu500) "$PY" cli.py probe --model smollm2-135m-instruct --task mmlu --data-dir "$DATA" --n 500 ;;
   variants) scripts/eval_tables.sh "$DATA" ;;
   transfer)
     "$PY" cli.py eval --model smollm2-135m-instruct --task arc-easy --data-dir "$DATA" --n 100 --resid \
@@ -25,14 +25,14 @@ case "${1:-}" in
   lock)
     "$PY" cli.py lock --out runs/lock
     "$PY" cli.py unlock --model runs/lock --out runs/unlock ;;
-  report)
-    for cfg in sweeps/benchmark*.json; do "$PY" cli.py -v sweep "$cfg"; done
-    "$PY" cli.py report runs/sweep-benchmark --out docs/report ;;
+  report) PY=$PY scripts/benchmark.sh "$DATA" ;;
+  audit) "$PY" cli.py audit sweeps/zoo-toy.json ;;
+  agree) "$PY" scripts/agree_lmeval.py --data-dir "$DATA" ;;
   bench)
     for task in arc-easy mmlu; do for dtype in float32 bfloat16; do
       "$PY" benchmarks/bench_reference.py --model smollm2-135m-instruct --task "$task" --n 400 --dtype "$dtype" \
         --data-dir "$DATA"
     done; done
     "$PY" benchmarks/bench_probes.py --rows 10000 --layers 31 --d-model 576 ;;
-  *) sed -n '2,11p' "$0"; exit 2 ;;
+  *) sed -n '2,12p' "$0"; exit 2 ;;
 esac

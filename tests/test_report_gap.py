@@ -12,7 +12,7 @@ from eval.paired import paired_gap, select_best_of_k
 from eval.runs import fraction_recovered
 from report.findings import findings
 from report.gap import Settings, analyse, holm
-from report.outcomes import Outcome
+from report.outcomes import REFERENCE, STRAIGHT, UNLOCK, Outcome
 
 ST = Settings(n_boot=300, n_perm=200, seed=4)
 N = 120
@@ -148,3 +148,34 @@ def test_findings_answer_with_intervals(case) -> None:
     variants = next(f for q, f in found.items() if "variants move" in q)
     assert any(d.startswith("m on t: 1 of 2 variants move it: prompt:option +0.") for d in variants.details)
     assert any(d.startswith("m2 on t: none of 1 variants detectably") for d in variants.details)
+
+
+def test_a_candidate_without_dev_answers_is_left_out_not_the_others(case) -> None:
+    """A probe whose cross-validation score is not finite comes with test rows only (dev_score None): it must not
+    empty the dev questions the other candidates share (which would silently leave only itself to choose)."""
+    s, test = case["straight"], case["test"]
+    outs = [outcome("straight-up", "straight-up", s), outcome("prompt:default", "prompt variants", s),
+            outcome("prompt:option", "prompt variants", case["option"]),
+            outcome("probe:nan", "probe", case["probe_a"], run="probe", ids=IDS[test], roles=ROLES[test])]
+    g = analyse("m", "t", outs, {"eval": "eval", "probe": "probe"}, n_params=10, kind="base", settings=ST)
+    assert g.best is not None and g.best.n_candidates == 2 and g.best.chosen.key == "prompt:option"
+    assert any("no dev answers: probe:nan" in n for n in g.notes)
+    assert "probe" not in g.families and any(n.startswith("probe: not compared") for n in g.notes)
+
+
+def test_lock_and_unlock_runs_in_one_group_keep_each_runs_straight_up() -> None:
+    """A lock run and an unlock run of the same locked model share the keys "straight-up" and "with-password":
+    the unlocking family is compared with the unlock run's own straight-up, and the locking table is built."""
+    rng = np.random.default_rng(3)
+    locked = (rng.random(N) < 0.3).astype(float)
+    strong = (rng.random(N) < 0.9).astype(float)
+    runs = tuple((np.maximum(locked, rng.random(N) < 0.4)).astype(float) for _ in range(3))
+    no_roles = np.full(N, "")
+    outs = [outcome("straight-up", STRAIGHT, locked, run="lock", roles=no_roles),
+            outcome("with-password", REFERENCE, strong, run="lock", roles=no_roles),
+            outcome("straight-up", STRAIGHT, locked, run="unlock"),
+            outcome("with-password", REFERENCE, strong, run="unlock"),
+            outcome("unlock:weak", UNLOCK, np.mean(runs, axis=0), run="unlock", by_run=runs)]
+    g = analyse("m", "t", outs, {"lock": "lock", "unlock": "unlock"}, n_params=10, kind="locked", settings=ST)
+    assert g.locking is not None and "unlock:weak" in g.locking.recovered
+    assert g.families[UNLOCK].chosen.run == "unlock"
