@@ -42,7 +42,7 @@ def speed(model_name: str, task: str, n: int, batch_size: int, repeats: int) -> 
 
     from eval import tasks
     from hooks import forward as cap
-    from hooks.capture import batches, plan_rows
+    from hooks.rows import batches, plan_rows
     from hooks.models import load_hf, load_model
 
     torch.set_num_threads(1)

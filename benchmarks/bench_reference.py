@@ -86,7 +86,8 @@ def _reference(a: argparse.Namespace, out: Path) -> dict:
     import torch
 
     from eval import variants
-    from hooks.capture import option_groups, plan_rows, prefix_batches, row_order, select_records
+    from hooks.capture import select_records
+    from hooks.rows import option_groups, plan_rows, prefix_batches, row_order
     from hooks.execution import resolve_device, resolve_dtype, torch_threads
     from hooks.models import load_hf, load_tokenizer
 
