@@ -42,8 +42,8 @@ def speed(model_name: str, task: str, n: int, batch_size: int, repeats: int) -> 
 
     from eval import tasks
     from hooks import forward as cap
-    from hooks.rows import batches, plan_rows
     from hooks.models import load_hf, load_model
+    from hooks.rows import batches, plan_rows
 
     torch.set_num_threads(1)
     model = load_model(model_name)

@@ -12,8 +12,9 @@ same token ids):
 gaplens runs `hooks.capture.capture` (TransformerLens bridge hooks, planning, batching, the HDF5 store on disk).
 The reference is a plain loop over a model that was never wrapped: `output_hidden_states=True`, a KV cache for the
 prefixes, nothing stored. Each side runs in its own subprocess (so peak memory is each side's own), the reference
-first. The script then checks that gaplens' outputs equal the reference's (float tolerance; residuals at the store's
-float16 precision) and prints the time and peak-memory ratios; on a GPU also rows/s and tokens/s. The last line is
+first. The script then checks that gaplens' outputs equal the reference's (float32: float tolerance, residuals at the
+store's float16 precision; bfloat16/float16, where rounding differs with batching: the median residual difference and
+the answers picked, letter and option, on at least 97% of rows) and prints the time and peak-memory ratios; on a GPU also rows/s and tokens/s. The last line is
 `gaplens capture time / reference time = R`.
 
     python benchmarks/bench_reference.py --model smollm2-135m-instruct --task arc-easy --n 400 \\
@@ -87,9 +88,9 @@ def _reference(a: argparse.Namespace, out: Path) -> dict:
 
     from eval import variants
     from hooks.capture import select_records
-    from hooks.rows import option_groups, plan_rows, prefix_batches, row_order
     from hooks.execution import resolve_device, resolve_dtype, torch_threads
     from hooks.models import load_hf, load_tokenizer
+    from hooks.rows import option_groups, plan_rows, prefix_batches, row_order
 
     cfg = _capture_config(a)
     info = load_tokenizer(a.model)
@@ -209,8 +210,18 @@ def main(argv: list[str] | None = None) -> None:
               f"{int((~lettered).sum())} option), dtype {a.dtype}, device {a.device}, threads {a.threads or 'all'}")
         print(f"equal to the reference: answer logits max |diff| {dans:.2e}, option log-prob max |diff| {dopt:.2e}, "
               f"residuals max relative diff {rel.max():.2e} (store float16)")
-        ok = dans < tol * 10 and dopt < tol * 10 * max(1, np.abs(r["option"][~lettered]).max() / 100) and \
-            rel.max() < (2e-3 if a.dtype == "float32" else 5e-2)
+        if a.dtype == "float32":
+            ok = dans < tol * 10 and dopt < tol * 10 * max(1, np.abs(r["option"][~lettered]).max() / 100) and \
+                rel.max() < 2e-3
+        else:
+            # Half precision: two correct implementations differ by rounding (8 mantissa bits: batching and padding
+            # change the summation order), so the maximum difference grows with depth and length. Checked instead:
+            # the typical residual difference and the answers the outputs pick.
+            agree = _agreement(r["key"], r["answer"], r["option"], lettered, g["answer"][idx][:, :width],
+                               g["option"][idx])
+            print(f"half precision: median residual relative diff {np.median(rel):.2e}; the same answer on "
+                  f"{agree['letter']:.1%} of lettered rows and {agree['option']:.1%} of questions' option choices")
+            ok = np.median(rel) < 2e-2 and agree["letter"] >= 0.97 and agree["option"] >= 0.97
         if not ok:
             raise SystemExit("gaplens' outputs differ from the reference beyond float tolerance")
         tokens = int(r["n_tokens"].sum())
@@ -221,6 +232,20 @@ def main(argv: list[str] | None = None) -> None:
             print(f"{name:22s} {side['seconds']:8.1f} s, peak RSS {side['peak_rss_mib']:7.0f} MiB{extra}")
         print(f"peak memory gaplens / reference = {gap['peak_rss_mib'] / ref['peak_rss_mib']:.2f}")
         print(f"gaplens capture time / reference time = {gap['seconds'] / ref['seconds']:.2f}")
+
+
+def _agreement(keys: np.ndarray, ref_answer: np.ndarray, ref_option: np.ndarray, lettered: np.ndarray,
+               answer: np.ndarray, option: np.ndarray) -> dict[str, float]:
+    """Fraction of lettered rows whose argmax symbol agrees, and of questions whose best option (summed log-prob)
+    agrees, between the reference and gaplens (rows aligned)."""
+    letter = float(np.mean(np.nanargmax(ref_answer[lettered], axis=1) == np.nanargmax(answer[lettered], axis=1)))
+    best: dict[str, list[tuple[float, float, str]]] = {}
+    for k, ro, go in zip(keys[~lettered].tolist(), ref_option[~lettered].tolist(), option[~lettered].tolist(),
+                         strict=True):
+        q, _, o = k.rsplit("|", 2)
+        best.setdefault(q, []).append((ro, go, o))
+    same = [max(v, key=lambda t: t[0])[2] == max(v, key=lambda t: t[1])[2] for v in best.values()]
+    return {"letter": letter, "option": float(np.mean(same)) if same else 1.0}
 
 
 if __name__ == "__main__":
