@@ -1,0 +1,63 @@
+"""Print a report's headline as Markdown: per model and task, straight-up and each method family's choice (made on
+dev, reported on the same test questions) with the paired gap, from the report's `results.csv`.
+
+    python scripts/headline.py docs/report
+
+Every number is a row of `results.csv` (`paired:FAMILY` rows and `control_margin` rows), which `cli.py report`
+wrote; this script only formats them, so the README's table can be regenerated from the report it quotes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+from collections import defaultdict
+from pathlib import Path
+
+FAMILIES = ("prompt variants", "majority vote", "logit lens", "probe", "any method")
+
+
+def _ci(v: dict[str, str]) -> str:
+    return f"{float(v['value']):.3f} [{float(v['lo']):.3f}, {float(v['hi']):.3f}]"
+
+
+def _diff(v: dict[str, str]) -> str:
+    return f"{float(v['value']):+.3f} [{float(v['lo']):+.3f}, {float(v['hi']):+.3f}]"
+
+
+def headline(report_dir: Path) -> str:
+    rows = list(csv.DictReader((report_dir / "results.csv").open()))
+    groups: dict[tuple[str, str], dict[tuple[str, str, str], dict[str, str]]] = defaultdict(dict)
+    for r in rows:
+        groups[(r["model"], r["task"])][(r["method"], r["variant"], r["metric"])] = r
+    out = ["| model | task | test questions | straight-up | " + " | ".join(FAMILIES) + " | probe minus surface-cue "
+           "control |", "|---" * (5 + len(FAMILIES)) + "|"]
+    for (model, task), g in sorted(groups.items()):
+        cells, straight, n = [], "", ""
+        for fam in FAMILIES:
+            chosen = [k for k in g if k[0] == f"paired:{fam}" and k[2] == "difference"]
+            if not chosen:
+                cells.append("-")
+                continue
+            _, label, _ = chosen[0]
+            key = (f"paired:{fam}", label)
+            acc, diff = g[(*key, "accuracy_test")], g[(*key, "difference")]
+            p = float(g[(*key, "mcnemar_p")]["value"])
+            straight = straight or _ci(g[(*key, "straight_up_test")])
+            n = n or g[(*key, "straight_up_test")]["n"]
+            cells.append(f"{label}: {_ci(acc)}, gap {_diff(diff)}, p = {p:.2g}")
+        margin = next((v for k, v in g.items() if k[0] == "control_margin" and k[1].startswith("surface")
+                       and k[2] == "difference"), None)
+        out.append(f"| {model} | {task} | {n or '-'} | {straight or '-'} | " + " | ".join(cells) +
+                   f" | {_diff(margin) if margin else '-'} |")
+    return "\n".join(out)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("report_dir", type=Path)
+    print(headline(p.parse_args().report_dir))
+
+
+if __name__ == "__main__":
+    main()
