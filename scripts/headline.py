@@ -25,6 +25,34 @@ def _diff(v: dict[str, str]) -> str:
     return f"{float(v['value']):+.3f} [{float(v['lo']):+.3f}, {float(v['hi']):+.3f}]"
 
 
+def compact(report_dir: Path) -> str:
+    """The README's shorter table: straight-up, the best prompt variant, the probe ceiling, the best of every method
+    (each with its paired gap) and the probe's margin over the surface-cue control."""
+    rows = list(csv.DictReader((report_dir / "results.csv").open()))
+    groups: dict[tuple[str, str], dict[tuple[str, str, str], dict[str, str]]] = defaultdict(dict)
+    for r in rows:
+        groups[(r["model"], r["task"])][(r["method"], r["variant"], r["metric"])] = r
+    out = ["| model, task (test questions) | straight-up | best prompt variant | probe ceiling | best of every method "
+           "| probe minus surface-cue control |", "|---|---|---|---|---|---|"]
+    for (model, task), g in sorted(groups.items()):
+        cells, straight, n = [], "-", "?"
+        for fam in ("prompt variants", "probe", "any method"):
+            chosen = [k for k in g if k[0] == f"paired:{fam}" and k[2] == "difference"]
+            if not chosen:
+                cells.append("-")
+                continue
+            key = (f"paired:{fam}", chosen[0][1])
+            s = g[(*key, "straight_up_test")]
+            straight, n = f"{float(s['value']):.3f} [{float(s['lo']):.3f}, {float(s['hi']):.3f}]", s["n"] or n
+            cells.append(f"{chosen[0][1]}: {float(g[(*key, 'accuracy_test')]['value']):.3f}, "
+                         f"{_diff(g[(*key, 'difference')])}")
+        margin = next((v for k, v in g.items() if k[0] == "control_margin" and k[1].startswith("surface")
+                       and k[2] == "difference"), None)
+        out.append(f"| {model}, {task} ({n}) | {straight} | " + " | ".join(cells) +
+                   f" | {_diff(margin) if margin else '-'} |")
+    return "\n".join(out)
+
+
 def headline(report_dir: Path) -> str:
     rows = list(csv.DictReader((report_dir / "results.csv").open()))
     groups: dict[tuple[str, str], dict[tuple[str, str, str], dict[str, str]]] = defaultdict(dict)
@@ -56,7 +84,9 @@ def headline(report_dir: Path) -> str:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("report_dir", type=Path)
-    print(headline(p.parse_args().report_dir))
+    p.add_argument("--compact", action="store_true", help="the README's shorter table")
+    a = p.parse_args()
+    print(compact(a.report_dir) if a.compact else headline(a.report_dir))
 
 
 if __name__ == "__main__":
