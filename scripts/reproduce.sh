@@ -30,7 +30,7 @@ case "${1:-}" in
   agree) "$PY" scripts/agree_lmeval.py --data-dir "$DATA" ;;
   bench)
     for task in arc-easy mmlu; do for dtype in float32 bfloat16; do
-      "$PY" benchmarks/bench_reference.py --model smollm2-135m-instruct --task "$task" --n 400 --dtype "$dtype" \
+      "$PY" benchmarks/bench_reference.py --model smollm2-135m-instruct --task "$task" --n 400 --dtype "$dtype" --threads 1 \
         --data-dir "$DATA"
     done; done
     "$PY" benchmarks/bench_probes.py --rows 10000 --layers 31 --d-model 576 ;;
