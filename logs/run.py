@@ -154,10 +154,15 @@ def read_run(run_dir: str | Path, *, data_dir: str | None = None) -> RunLog:
     return RunLog(run_dir, result, tuple(items))
 
 
+def _task_spec(cfg: Mapping[str, Any]) -> tasks.TaskSpec:
+    """The task, split and selection the run's recorded config read."""
+    return tasks.TaskSpec.of(SimpleNamespace(**{k: cfg.get(k) for k in ("task", "split", "data_dir", "fields")},
+                                             select=cfg.get("select") or "hash"))
+
+
 def _records(cfg: Mapping[str, Any], qids: Sequence[str]) -> dict[str, MCRecord]:
     """The records of `qids` from the task the run read (all of its split, then these ids)."""
-    spec = tasks.TaskSpec.of(SimpleNamespace(**{k: cfg.get(k) for k in ("task", "split", "data_dir", "fields")},
-                                             select=cfg.get("select") or "hash"))
+    spec = _task_spec(cfg)
     by_id = {r.id: r for r in tasks.load_task(spec)}
     missing = [q for q in qids if q not in by_id]
     if missing:
@@ -169,8 +174,7 @@ def _records(cfg: Mapping[str, Any], qids: Sequence[str]) -> dict[str, MCRecord]
 def _few_shot_pool(cfg: Mapping[str, Any], names: Sequence[str]) -> list[MCRecord]:
     if not any(variants.parse(v).shots for v in names):
         return []
-    spec = tasks.TaskSpec.of(SimpleNamespace(**{k: cfg.get(k) for k in ("task", "split", "data_dir", "fields")},
-                                             select=cfg.get("select") or "hash"))
+    spec = _task_spec(cfg)
     return tasks.few_shot_pool(spec)
 
 

@@ -25,13 +25,27 @@ def _diff(v: dict[str, str]) -> str:
     return f"{float(v['value']):+.3f} [{float(v['lo']):+.3f}, {float(v['hi']):+.3f}]"
 
 
+Group = dict[tuple[str, str, str], dict[str, str]]  # (method, variant, metric) -> its results.csv row
+
+
+def _groups(report_dir: Path) -> dict[tuple[str, str], Group]:
+    """results.csv rows by (model, task)."""
+    groups: dict[tuple[str, str], Group] = defaultdict(dict)
+    for r in csv.DictReader((report_dir / "results.csv").open()):
+        groups[(r["model"], r["task"])][(r["method"], r["variant"], r["metric"])] = r
+    return groups
+
+
+def _surface_margin(g: Group) -> dict[str, str] | None:
+    """The probe ceiling minus the surface-cue control (its `control_margin` difference row), if the run had one."""
+    return next((v for k, v in g.items() if k[0] == "control_margin" and k[1].startswith("surface")
+                 and k[2] == "difference"), None)
+
+
 def compact(report_dir: Path) -> str:
     """The README's shorter table: straight-up, the best prompt variant, the probe ceiling, the best of every method
     (each with its paired gap) and the probe's margin over the surface-cue control."""
-    rows = list(csv.DictReader((report_dir / "results.csv").open()))
-    groups: dict[tuple[str, str], dict[tuple[str, str, str], dict[str, str]]] = defaultdict(dict)
-    for r in rows:
-        groups[(r["model"], r["task"])][(r["method"], r["variant"], r["metric"])] = r
+    groups = _groups(report_dir)
     out = ["| model, task (test questions) | straight-up | best prompt variant | probe ceiling | best of every method "
            "| probe minus surface-cue control |", "|---|---|---|---|---|---|"]
     for (model, task), g in sorted(groups.items()):
@@ -46,18 +60,14 @@ def compact(report_dir: Path) -> str:
             straight, n = f"{float(s['value']):.3f} [{float(s['lo']):.3f}, {float(s['hi']):.3f}]", s["n"] or n
             cells.append(f"{chosen[0][1]}: {float(g[(*key, 'accuracy_test')]['value']):.3f}, "
                          f"{_diff(g[(*key, 'difference')])}")
-        margin = next((v for k, v in g.items() if k[0] == "control_margin" and k[1].startswith("surface")
-                       and k[2] == "difference"), None)
+        margin = _surface_margin(g)
         out.append(f"| {model}, {task} ({n}) | {straight} | " + " | ".join(cells) +
                    f" | {_diff(margin) if margin else '-'} |")
     return "\n".join(out)
 
 
 def headline(report_dir: Path) -> str:
-    rows = list(csv.DictReader((report_dir / "results.csv").open()))
-    groups: dict[tuple[str, str], dict[tuple[str, str, str], dict[str, str]]] = defaultdict(dict)
-    for r in rows:
-        groups[(r["model"], r["task"])][(r["method"], r["variant"], r["metric"])] = r
+    groups = _groups(report_dir)
     out = ["| model | task | test questions | straight-up | " + " | ".join(FAMILIES) + " | probe minus surface-cue "
            "control |", "|---" * (5 + len(FAMILIES)) + "|"]
     for (model, task), g in sorted(groups.items()):
@@ -74,8 +84,7 @@ def headline(report_dir: Path) -> str:
             straight = straight or _ci(g[(*key, "straight_up_test")])
             n = n or g[(*key, "straight_up_test")]["n"]
             cells.append(f"{label}: {_ci(acc)}, gap {_diff(diff)}, p = {p:.2g}")
-        margin = next((v for k, v in g.items() if k[0] == "control_margin" and k[1].startswith("surface")
-                       and k[2] == "difference"), None)
+        margin = _surface_margin(g)
         out.append(f"| {model} | {task} | {n or '-'} | {straight or '-'} | " + " | ".join(cells) +
                    f" | {_diff(margin) if margin else '-'} |")
     return "\n".join(out)
