@@ -51,7 +51,15 @@ from core.io import save_png, write_csv
 from core.provenance import config_hash, to_jsonable
 from core.rundir import results_to_reuse, run_directory
 from core.samples import SampleTable, write_samples
-from core.schemas import Estimate, EvalResult, TaskInfo, from_data, recorded_identity, run_header
+from core.schemas import (
+    Estimate,
+    EvalResult,
+    TaskInfo,
+    format_estimate,
+    from_data,
+    recorded_identity,
+    run_header,
+)
 from core.schemas import evaluate as schema
 from eval import scoring, tasks, variants
 from eval.metrics import STRAIGHT_UP, evaluate_predictions, score_generations
@@ -347,9 +355,7 @@ def _write_png(path: Path, doc: EvalResult, *, title: str) -> None:
 
 
 def _fmt(e: Estimate | None) -> str:
-    if e is None:
-        return "n/a"
-    return f"{e.value:.3f} [{e.lo:.3f}, {e.hi:.3f}]"
+    return format_estimate(e)
 
 
 def _opt(x: float | None, spec: str = ".3f") -> str:

@@ -39,6 +39,7 @@ from core.schemas import (
     Estimate,
     ProbeResult,
     TaskInfo,
+    format_estimate,
     from_data,
     recorded_identity,
     run_header,
@@ -144,8 +145,8 @@ def _run(cfg: Config) -> Path:
     results = dataclasses.replace(results, header=dataclasses.replace(
         results.header, timing={k: round(v, 1) for k, v in timing.items()}, inputs=inputs))
     write_samples(out / SAMPLES, samples)
-    results.write(res_path)
     plot_by_layer(results, out / FIGURE)
+    results.write(res_path)  # last: a run with results.json is complete (what a sweep rerun relies on)
     return out
 
 
@@ -401,7 +402,7 @@ def _fmt(e: Estimate | None) -> str:
 
 
 def _ci(e: Estimate) -> str:
-    return f"{e.value:.3f} [{e.lo:.3f}, {e.hi:.3f}] (n={e.n})"
+    return format_estimate(e, with_n=True)
 
 
 def summarize(out_dir: Path) -> str:

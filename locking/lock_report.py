@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from core.schemas import Estimate, LockResult
+from core.schemas import Estimate, LockResult, format_estimate
 from eval.scoring import masked_softmax
 from locking import evalset, password, policies
 from locking.metrics import acc, total_variation
@@ -94,7 +94,7 @@ def metrics_table(m: Mapping[str, Any]) -> tuple[list[str], list[list[Any]]]:
 
 
 def _fmt(a: Estimate | None) -> str:
-    return "-" if a is None else f"{a.value:.3f} [{a.lo:.3f}, {a.hi:.3f}]"
+    return format_estimate(a, missing="-")
 
 
 def summary(results: LockResult, out: Path) -> str:

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from core.schemas import from_data
+from core.schemas import format_estimate, from_data
 from core.schemas.unlock import Reference, Sweep, UnlockMethod
 from eval.runs import accuracy_over_runs, fraction_recovered
 from eval.stats import Estimate, select_then_report
@@ -224,9 +224,7 @@ OVER = {"wilson": "Wilson over questions", "bootstrap_crossed": "bootstrap over 
 
 def _e(d: Any) -> str:
     """'0.515 [0.430, 0.600] (bootstrap over runs and questions)', or '0.515 (no interval)'."""
-    if d.lo is None or d.hi is None or not (np.isfinite(d.lo) and np.isfinite(d.hi)):
-        return f"{_n(d.value)} (no interval)"
-    return f"{_n(d.value)} [{_n(d.lo)}, {_n(d.hi)}] ({OVER.get(d.method, d.method)})"
+    return format_estimate(d, missing="nan", over=OVER)
 
 
 def text(reference: Reference, n_eval: int, methods: Mapping[str, UnlockMethod]) -> list[str]:

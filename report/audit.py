@@ -21,18 +21,14 @@ from matplotlib.figure import Figure
 
 from core.io import save_figure, write_text
 from core.schemas.audit import AuditResult
-from core.schemas.common import Estimate
+from core.schemas.common import Estimate, format_estimate
 from report.html import CSS, data_uri, table_html
 
 Table = tuple[str, Sequence[str], list[Sequence[Any]]]
 
 
 def _ci(e: Estimate | None, digits: int = 3) -> str:
-    if e is None or e.value is None or not np.isfinite(e.value):
-        return "-"
-    if e.lo is None or not np.isfinite(e.lo):
-        return f"{e.value:.{digits}f}"
-    return f"{e.value:.{digits}f} [{e.lo:.{digits}f}, {e.hi:.{digits}f}]"
+    return format_estimate(e, digits=digits, missing="-", no_interval="")
 
 
 def fraction_matrix(result: AuditResult) -> tuple[list[str], list[str], np.ndarray]:

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from core.schemas import format_estimate
 from eval.paired import PairedGap
 from eval.stats import Estimate, bootstrap_mean
 from report.gap import GroupAnalysis, Settings
@@ -31,11 +32,8 @@ class Finding:
 
 
 def ci(e: Estimate, signed: bool = False) -> str:
-    """'0.123 [0.100, 0.150]' (signed: '+0.023 [-0.010, +0.050]')."""
-    f = "+.3f" if signed else ".3f"
-    if e.lo != e.lo:  # nan: no interval
-        return f"{e.value:{f}} (no interval)"
-    return f"{e.value:{f}} [{e.lo:{f}}, {e.hi:{f}}]"
+    """'0.123 [0.100, 0.150]' (signed: '+0.023 [-0.010, +0.050]'); `core.schemas.format_estimate`."""
+    return format_estimate(e, signed=signed)
 
 
 def verdict(gap: PairedGap, alpha: float = 0.05) -> str:

@@ -200,3 +200,16 @@ def test_every_field_of_every_schema_is_documented() -> None:
 def test_docs_results_md_is_up_to_date() -> None:
     committed = schema_docs.DOC_PATH.read_text()
     assert committed == schema_docs.render(), "docs/results.md is stale: run `python -m core.schemas.docs`"
+
+
+def test_format_estimate_is_the_one_text_of_an_estimate() -> None:
+    from core.schemas import format_estimate
+
+    e = Estimate(0.1234, 0.1, 0.15, 500, "wilson")
+    assert format_estimate(e) == "0.123 [0.100, 0.150]"
+    assert format_estimate(Estimate(0.02, -0.01, 0.05, 9, "bootstrap"), signed=True) == "+0.020 [-0.010, +0.050]"
+    assert format_estimate(e, digits=2, with_n=True) == "0.12 [0.10, 0.15] (n=500)"
+    assert format_estimate(e, over={"wilson": "Wilson over questions"}) == "0.123 [0.100, 0.150] (Wilson over questions)"
+    assert format_estimate(Estimate(0.5, float("nan"), float("nan"), 1, "none")) == "0.500 (no interval)"
+    assert format_estimate(Estimate(0.5, None, None, 1, "none"), no_interval="") == "0.500"  # as read from JSON
+    assert format_estimate(None) == "n/a" and format_estimate(Estimate(float("nan"), 0, 1, 0, "wilson"), missing="-") == "-"

@@ -273,6 +273,27 @@ def test_resume_after_interruption(tmp_path: Path, fake_cli: Path) -> None:
                                                   ["probe", "--model", "sigint"]]
 
 
+def test_a_finished_command_whose_runner_was_killed_is_recorded_done_not_rerun(tmp_path: Path,
+                                                                               fake_cli: Path) -> None:
+    """A driver killed after a cell's command wrote results.json but before its runner wrote cell.json."""
+    path = write_config(tmp_path, models=["tiny-llama"], methods=["eval"])
+    run(path)
+    cell = cells_of(path)[0]
+    meta = json.loads((cell.dir / "cell.json").read_text())
+    stale = {k: v for k, v in meta.items() if k not in ("returncode", "seconds", "finished_unix", "finished_utc")}
+    (cell.dir / "cell.json").write_text(json.dumps({**stale, "status": "running"}))
+    fake_cli.unlink()
+    assert sweep.run(sweep.Config(config=str(path), executor="serial", cpus=1, dry_run=True))
+    assert json.loads((cell.dir / "cell.json").read_text())["status"] == "running"  # a dry run writes nothing
+    run(path)
+    assert calls_of(fake_cli) == []  # not run again
+    doc = json.loads((cell.dir / "cell.json").read_text())
+    assert doc["status"] == "done" and doc["returncode"] == 0 and "was running" in doc["recorded_later"]
+    assert doc["seconds"] >= 0 and doc["attempt"] == meta["attempt"]
+    rec = json.loads((tmp_path / "sweep" / "sweep.json").read_text())
+    assert [c["status"] for c in rec["cells"].values()] == ["skipped (done)"]
+
+
 def test_changed_args_are_not_skipped(tmp_path: Path, fake_cli: Path) -> None:
     path = write_config(tmp_path, models=["tiny-llama"], methods=["eval"])
     run(path)

@@ -17,6 +17,7 @@ from core.schemas.common import (
     ModelIdentity,
     RunHeader,
     TaskInfo,
+    format_estimate,
     recorded_identity,
     run_header,
 )
@@ -32,6 +33,6 @@ from core.schemas.unlock import UnlockResult
 __all__ = [
     "MODEL_KINDS", "REGISTRY", "AuditResult", "DiffResult", "Estimate", "EvalResult", "Execution", "LockResult", "Machine",
     "ModelIdentity", "ProbeResult", "ReportManifest", "Result", "RunHeader", "SchemaError", "SweepRecord",
-    "TaskInfo", "TransferResult", "UnlockResult", "from_data", "load_result", "parse_schema", "recorded_config_hash",
+    "TaskInfo", "TransferResult", "UnlockResult", "format_estimate", "from_data", "load_result", "parse_schema", "recorded_config_hash",
     "recorded_identity", "register", "run_header", "to_data",
 ]

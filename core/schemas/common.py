@@ -6,6 +6,7 @@ Field comments are the field documentation (`docs/results.md` is generated from 
 from __future__ import annotations
 
 import datetime as _dt
+import math
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Literal
 
@@ -30,6 +31,30 @@ class Estimate:
     def to_dict(self) -> dict[str, float | int | str]:
         """Plain dict with keys value, lo, hi, n, method."""
         return asdict(self)
+
+
+def _finite(x: float | None) -> bool:
+    return x is not None and math.isfinite(x)
+
+
+def format_estimate(e: Estimate | None, *, signed: bool = False, digits: int = 3, missing: str = "n/a",
+                    no_interval: str = " (no interval)", with_n: bool = False,
+                    over: dict[str, str] | None = None) -> str:
+    """An estimate as text, the one formatting every summary and report uses: '0.123 [0.100, 0.150]'.
+
+    `signed`: '+0.023 [-0.010, +0.050]'; `missing`: the text for no estimate or an undefined value; `no_interval`:
+    appended to the value when there is no interval (lo or hi null or nan); `with_n`: ' (n=500)' appended; `over`:
+    ' (what the interval is over)' appended, looked up by the estimate's method.
+    """
+    if e is None or not _finite(e.value):
+        return missing
+    f = f"{'+' if signed else ''}.{digits}f"
+    if not (_finite(e.lo) and _finite(e.hi)):
+        return f"{e.value:{f}}{no_interval}"
+    text = f"{e.value:{f}} [{e.lo:{f}}, {e.hi:{f}}]"
+    if over is not None:
+        text += f" ({over.get(e.method, e.method)})"
+    return text + (f" (n={e.n})" if with_n else "")
 
 
 @dataclass(frozen=True)
