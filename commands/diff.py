@@ -53,7 +53,7 @@ from core.config import ExecutionOptions, OutputOptions, PluginOptions, TaskOpti
 from core.provenance import config_hash, to_jsonable
 from core.rundir import results_to_reuse, run_directory
 from core.samples import SampleTable, write_samples
-from core.schemas import DiffResult, TaskInfo, from_data, run_header, to_data
+from core.schemas import DiffResult, TaskInfo, format_estimate, from_data, run_header, to_data
 from core.schemas import diff as schema
 from eval import stats, tasks, variants
 from eval.records import MCRecord, fingerprint
@@ -469,7 +469,7 @@ def summarize(out_dir: str | Path) -> str:
              f"{'label':<6} {'weight hash':<17} {'acc nopw':<20} {'acc pw':<20} checkpoint"]
     for lab, m in doc.checkpoints.items():
         beh = act.behaviour[lab]
-        acc = [f"{e.value:.2f} [{e.lo:.2f},{e.hi:.2f}]" if e else "-" for e in (beh.get("nopw"), beh.get("pw"))]
+        acc = [format_estimate(e, digits=2, missing="-") for e in (beh.get("nopw"), beh.get("pw"))]
         lines.append(f"{lab:<6} {m.identity.weight_hash:<17} {acc[0]:<20} {acc[1]:<20} {m.checkpoint}")
     lines.append("weights: update, relative change (whole model), top components [rel change, effective rank]")
     for u in w.updates:
@@ -498,7 +498,7 @@ def summarize(out_dir: str | Path) -> str:
     lines.append(f"probe trained on {pr.trained_on} ({pr.n_train_questions} train / {pr.n_test_questions} "
                  f"test questions); layer {pr.chosen_layer} chosen by cross-validation on train questions:")
     for lab, d in pr.transfer.items():
-        txt = "; ".join(f"{c} {e.at_chosen_layer.value:.2f} [{e.at_chosen_layer.lo:.2f},"
-                        f"{e.at_chosen_layer.hi:.2f}]" for c, e in d.items() if e.at_chosen_layer)
+        txt = "; ".join(f"{c} {format_estimate(e.at_chosen_layer, digits=2)}" for c, e in d.items()
+                        if e.at_chosen_layer)
         lines.append(f"  {lab:<6} {txt or '-'}")
     return "\n".join(lines)

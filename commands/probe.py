@@ -448,7 +448,7 @@ def summarize(out_dir: Path) -> str:
     if sc is not None:
         lines.append(f"surface-cue control (option length and words alone, chosen on train CV): "
                      f"{_ci(sc.test_accuracy)}; option probe (layer {sc.probe_layer}) minus it, same test questions: "
-                     f"{sc.margin.value:+.3f} [{sc.margin.lo:+.3f}, {sc.margin.hi:+.3f}] (paired bootstrap over "
+                     f"{format_estimate(sc.margin, signed=True)} (paired bootstrap over "
                      f"questions), McNemar {sc.mcnemar.b}/{sc.mcnemar.c} p={sc.mcnemar.p_value:.2g}")
     for t, flagged in res.below_chance.items():
         if flagged:

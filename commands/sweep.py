@@ -56,7 +56,6 @@ from grid import (
     duration,
     load_spec,
     plan,
-    record_finished,
     record_status,
 )
 
@@ -193,9 +192,6 @@ def run(cfg: Config, *, executor: SerialExecutor | RayExecutor | None = None) ->
     path, spec, cells = _plan(cfg)
     out = Path(spec["out"])
     out.mkdir(parents=True, exist_ok=True)
-    if not cfg.dry_run:
-        for name in record_finished(cells):
-            log.warning("cell %s: its command had finished but was not recorded as done; recorded now", name)
     status = record_status(cells)
     todo = [c for c in cells if status[c.name]["status"] != "done"]
     for c in cells:

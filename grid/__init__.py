@@ -6,9 +6,8 @@ It knows no command: `commands.sweep` describes each command to it as a `Method`
 
 from grid.cellrun import CELL_JSON, CELL_LOG, RESULTS
 from grid.executors import Event, Launch, RayExecutor, SerialExecutor
-from grid.plan import AXES, Cell, Method, Resources, load_spec, plan, record_finished, record_status
+from grid.plan import AXES, Cell, Method, Resources, load_spec, plan, record_status
 from grid.progress import Progress, Tracker, duration
 
 __all__ = ["AXES", "CELL_JSON", "CELL_LOG", "RESULTS", "Cell", "Event", "Launch", "Method", "Progress",
-           "RayExecutor", "Resources", "SerialExecutor", "Tracker", "duration", "load_spec", "plan",
-           "record_finished", "record_status"]
+           "RayExecutor", "Resources", "SerialExecutor", "Tracker", "duration", "load_spec", "plan", "record_status"]

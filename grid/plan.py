@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from grid.cellrun import DONE, RESULTS, read_cell_json, write_cell_json
+from grid.cellrun import DONE, RESULTS, read_cell_json
 
 AXES = {"models": "model", "tasks": "task", "variants": "variants"}  # config key -> flag field
 TOP_KEYS = frozenset({"out", "methods", "env", "resources", *AXES})
@@ -95,11 +95,17 @@ class Cell:
         return [self.method, *(self.launch or self.args), "--out", str(self.dir)]
 
     def is_done(self) -> bool:
-        """results.json exists and cell.json records the same arguments."""
+        """results.json exists and cell.json records the same arguments and status done.
+
+        Only the runner that saw the command exit 0 writes status done. A cell whose command wrote results.json but
+        whose runner was killed before recording the exit (cell.json still says running), or whose command failed
+        after writing it, is not done: it runs again, and its command reuses its finished results when the config
+        is the same (eval, probe, transfer, lock, diff and audit do).
+        """
         if not (self.dir / RESULTS).exists():
             return False
         doc = read_cell_json(self.dir)
-        return doc is not None and doc.get("args") == list(self.args)
+        return doc is not None and doc.get("args") == list(self.args) and doc.get("status") == DONE
 
 
 # ---------------------------------------------------------------- reading the config
@@ -297,28 +303,6 @@ def plan(spec: Mapping[str, Any], methods: Mapping[str, Method], path: Path = Pa
         raise ValueError(f"{path}: {', '.join(_flag(k) for k in unused)} is accepted by none of the methods "
                          f"{', '.join(spec['methods'])}")
     return cells
-
-
-def record_finished(cells: list[Cell]) -> list[str]:
-    """Mark done, in cell.json, every cell whose command finished (results.json written, the same arguments) but
-    whose runner ended before recording it (a driver killed between the two); returns their names.
-
-    results.json is the last file every command writes, so such a cell's work is complete; without this its
-    cell.json would still say running (or interrupted) while the sweep skips it as done.
-    """
-    marked = []
-    for c in cells:
-        doc = read_cell_json(c.dir)
-        if doc is None or doc.get("status") == DONE or not c.is_done():
-            continue
-        finished = (c.dir / RESULTS).stat().st_mtime
-        start = doc.get("started_unix")
-        seconds = round(finished - start, 1) if isinstance(start, (int, float)) else None
-        write_cell_json(c.dir, {**doc, "status": DONE, "returncode": 0, "error": None, "seconds": seconds,
-                                "finished_unix": finished, "recorded_later": f"was {doc.get('status')}: the "
-                                "command wrote results.json but its runner ended before recording it"})
-        marked.append(c.name)
-    return marked
 
 
 def record_status(cells: list[Cell]) -> dict[str, dict[str, Any]]:

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from core.io import save_figure
-from core.schemas import UnlockResult
+from core.schemas import UnlockResult, format_estimate
 
 OVER = {"wilson": "Wilson over questions", "bootstrap_crossed": "bootstrap over runs and questions",
         "bootstrap_nested": "bootstrap over runs and questions", "none": "no interval"}
@@ -42,7 +42,7 @@ def plot(results: UnlockResult, path: str | Path) -> Path:
             ax.plot(ep, run, color=c, alpha=0.25, lw=0.8)
         pgr = m.final.pgr if m.final is not None else None
         label = name if pgr is None or pgr.value != pgr.value or pgr.lo != pgr.lo else \
-            f"{name} (PGR {pgr.value:.2f} [{pgr.lo:.2f}, {pgr.hi:.2f}])"
+            f"{name} (PGR {format_estimate(pgr, digits=2)})"
         ax.plot(ep, m.curve.mean, color=c, lw=2, marker="o" if len(ep) <= 3 else None, ms=4, label=label)
         _band(ax, ep, m.curve.ci, c)
         methods.add(m.curve.ci_method)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from core import io
+from core.schemas import format_estimate
 from core.schemas.records import SummaryRow
 from eval.paired import PairedGap
 from eval.stats import Estimate
@@ -51,13 +52,9 @@ def fmt_size(n: int | float | None) -> str:
 
 
 def est(e: Estimate | None, signed: bool = False, digits: int = 3) -> str:
-    """'0.360 [0.270, 0.460]' (signed: '+0.10 [...]'); '' for None; no brackets without an interval."""
-    if e is None or e.value != e.value:
-        return ""
-    f = f"+.{digits}f" if signed else f".{digits}f"
-    if e.lo != e.lo or e.hi != e.hi:
-        return f"{e.value:{f}}"
-    return f"{e.value:{f}} [{e.lo:{f}}, {e.hi:{f}}]"
+    """'0.360 [0.270, 0.460]' (signed: '+0.10 [...]'); '' for None; no brackets without an interval (the tables'
+    conventions of `core.schemas.format_estimate`)."""
+    return format_estimate(e, signed=signed, digits=digits, missing="", no_interval="")
 
 
 def pval(p: float | None) -> str:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Literal
 
@@ -39,7 +40,7 @@ def _finite(x: float | None) -> bool:
 
 def format_estimate(e: Estimate | None, *, signed: bool = False, digits: int = 3, missing: str = "n/a",
                     no_interval: str = " (no interval)", with_n: bool = False,
-                    over: dict[str, str] | None = None) -> str:
+                    over: Mapping[str, str] | None = None) -> str:
     """An estimate as text, the one formatting every summary and report uses: '0.123 [0.100, 0.150]'.
 
     `signed`: '+0.023 [-0.010, +0.050]'; `missing`: the text for no estimate or an undefined value; `no_interval`:
@@ -49,12 +50,13 @@ def format_estimate(e: Estimate | None, *, signed: bool = False, digits: int = 3
     if e is None or not _finite(e.value):
         return missing
     f = f"{'+' if signed else ''}.{digits}f"
+    n = f" (n={e.n})" if with_n else ""
     if not (_finite(e.lo) and _finite(e.hi)):
-        return f"{e.value:{f}}{no_interval}"
+        return f"{e.value:{f}}{no_interval}{n}"
     text = f"{e.value:{f}} [{e.lo:{f}}, {e.hi:{f}}]"
     if over is not None:
         text += f" ({over.get(e.method, e.method)})"
-    return text + (f" (n={e.n})" if with_n else "")
+    return text + n
 
 
 @dataclass(frozen=True)
