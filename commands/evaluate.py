@@ -354,10 +354,6 @@ def _write_png(path: Path, doc: EvalResult, *, title: str) -> None:
 # --------------------------------------------------------------------------- summary
 
 
-def _fmt(e: Estimate | None) -> str:
-    return format_estimate(e)
-
-
 def _opt(x: float | None, spec: str = ".3f") -> str:
     return "-" if x is None else format(x, spec)
 
@@ -377,7 +373,7 @@ def summarize(out_dir: str | Path) -> str:
                      f"{_opt(r.dev_acc):>6} {_opt(r.test_acc):>6}")
     d = doc.metric(doc.straight_up) if doc.straight_up else None
     lines.append(f"chance {doc.chance:.3f}; straight-up prompt (default): "
-                 + (_fmt(d.accuracy) if d else "not run"))
+                 + (format_estimate(d.accuracy) if d else "not run"))
     sp = doc.spread.all
     lines.append(f"spread over {sp.n_variants} metrics: max - min = {sp.max:.3f} - {sp.min:.3f} = "
                  f"{sp.spread:.3f} (std {sp.std:.3f})"
@@ -386,15 +382,15 @@ def summarize(out_dir: str | Path) -> str:
     lines.append(f"agreement across metrics per question: mean {ag.mean:.3f}, unanimous {ag.unanimous_fraction:.3f}; "
                  f"some metric correct (oracle) {ag.oracle_any_correct:.3f}")
     mv = doc.majority_vote
-    text = f"majority vote over {mv.n_variants} metrics: {_fmt(mv.accuracy)}"
+    text = f"majority vote over {mv.n_variants} metrics: {format_estimate(mv.accuracy)}"
     if mv.diff_vs_default is not None:
-        text += f" vs default {mv.default_accuracy:.3f} (diff {_fmt(mv.diff_vs_default)})"
+        text += f" vs default {mv.default_accuracy:.3f} (diff {format_estimate(mv.diff_vs_default)})"
     if mv.lettered_only:
-        text += f"; lettered only ({mv.lettered_only.n_variants}): {_fmt(mv.lettered_only.accuracy)}"
+        text += f"; lettered only ({mv.lettered_only.n_variants}): {format_estimate(mv.lettered_only.accuracy)}"
     lines.append(text)
     hb = doc.honest_best
     lines.append(f"honest best: '{hb.chosen}' chosen on {hb.n_dev} dev questions (dev {hb.dev_accuracy:.3f}), "
-                 f"test {_fmt(hb.test_accuracy)} on {hb.n_test}; default on test {_opt(hb.default_test_accuracy)}")
+                 f"test {format_estimate(hb.test_accuracy)} on {hb.n_test}; default on test {_opt(hb.default_test_accuracy)}")
     lines.append(f"naive max on test: '{hb.naive_max_variant}' {hb.naive_max_test:.3f} "
                  f"(inflation over the honest choice {hb.inflation:+.3f})")
     nm = hb.max_excess_null

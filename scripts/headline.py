@@ -42,6 +42,12 @@ def _surface_margin(g: Group) -> dict[str, str] | None:
                  and k[2] == "difference"), None)
 
 
+def _chosen(g: Group, family: str) -> tuple[str, str] | None:
+    """The (method, variant) key of the family's candidate chosen on dev (its `paired:FAMILY` rows), if any."""
+    label = next((k[1] for k in g if k[0] == f"paired:{family}" and k[2] == "difference"), None)
+    return None if label is None else (f"paired:{family}", label)
+
+
 def compact(report_dir: Path) -> str:
     """The README's shorter table: straight-up, the best prompt variant, the probe ceiling, the best of every method
     (each with its paired gap) and the probe's margin over the surface-cue control."""
@@ -51,15 +57,13 @@ def compact(report_dir: Path) -> str:
     for (model, task), g in sorted(groups.items()):
         cells, straight, n = [], "-", "?"
         for fam in ("prompt variants", "probe", "any method"):
-            chosen = [k for k in g if k[0] == f"paired:{fam}" and k[2] == "difference"]
-            if not chosen:
+            key = _chosen(g, fam)
+            if key is None:
                 cells.append("-")
                 continue
-            key = (f"paired:{fam}", chosen[0][1])
             s = g[(*key, "straight_up_test")]
-            straight, n = f"{float(s['value']):.3f} [{float(s['lo']):.3f}, {float(s['hi']):.3f}]", s["n"] or n
-            cells.append(f"{chosen[0][1]}: {float(g[(*key, 'accuracy_test')]['value']):.3f}, "
-                         f"{_diff(g[(*key, 'difference')])}")
+            straight, n = _ci(s), s["n"] or n
+            cells.append(f"{key[1]}: {float(g[(*key, 'accuracy_test')]['value']):.3f}, {_diff(g[(*key, 'difference')])}")
         margin = _surface_margin(g)
         out.append(f"| {model}, {task} ({n}) | {straight} | " + " | ".join(cells) +
                    f" | {_diff(margin) if margin else '-'} |")
@@ -73,12 +77,11 @@ def headline(report_dir: Path) -> str:
     for (model, task), g in sorted(groups.items()):
         cells, straight, n = [], "", ""
         for fam in FAMILIES:
-            chosen = [k for k in g if k[0] == f"paired:{fam}" and k[2] == "difference"]
-            if not chosen:
+            key = _chosen(g, fam)
+            if key is None:
                 cells.append("-")
                 continue
-            _, label, _ = chosen[0]
-            key = (f"paired:{fam}", label)
+            label = key[1]
             acc, diff = g[(*key, "accuracy_test")], g[(*key, "difference")]
             p = float(g[(*key, "mcnemar_p")]["value"])
             straight = straight or _ci(g[(*key, "straight_up_test")])
